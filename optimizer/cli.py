@@ -91,6 +91,12 @@ def main(argv=None) -> int:
     except SolverError as exc:
         print(f"solver error: {exc}", file=sys.stderr)
         return EXIT_SOLVER
+    except Exception as exc:
+        from .solve import PlanRejected
+        if isinstance(exc, PlanRejected):
+            print(f"internal error (please report): {exc}", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

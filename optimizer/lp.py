@@ -1,0 +1,418 @@
+"""A small solver-agnostic linear model and its backends.
+
+One model definition feeds every backend: the planner writes variables and
+rows here once; `solve()` hands them to PuLP (CBC, HiGHS) or OR-Tools (SCIP,
+CP-SAT). Termination is reported honestly: a run stopped by a limit is
+`feasible` (with incumbent, bound and gap) or `no_solution`, never `optimal`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .errors import SolverError
+
+BACKENDS = ("highs", "cbc", "scip", "cpsat")
+
+
+class Expr:
+    """A linear expression: {variable index: coefficient} + constant."""
+
+    __slots__ = ("terms", "const")
+
+    def __init__(self, terms: dict[int, float] | None = None, const: float = 0.0):
+        self.terms = terms if terms is not None else {}
+        self.const = const
+
+    @staticmethod
+    def of(x) -> "Expr":
+        if isinstance(x, Expr):
+            return x
+        if isinstance(x, Var):
+            return Expr({x.index: 1.0})
+        return Expr({}, float(x))
+
+    def copy(self) -> "Expr":
+        return Expr(dict(self.terms), self.const)
+
+    def iadd(self, other, scale: float = 1.0) -> "Expr":
+        if isinstance(other, Var):
+            self.terms[other.index] = self.terms.get(other.index, 0.0) + scale
+        elif isinstance(other, Expr):
+            for k, v in other.terms.items():
+                self.terms[k] = self.terms.get(k, 0.0) + scale * v
+            self.const += scale * other.const
+        else:
+            self.const += scale * float(other)
+        return self
+
+    def __add__(self, other):
+        return self.copy().iadd(other)
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return self.copy().iadd(other, -1.0)
+
+    def __rsub__(self, other):
+        return Expr.of(other).copy().iadd(self, -1.0)
+
+    def __mul__(self, c: float):
+        return Expr({k: v * c for k, v in self.terms.items()}, self.const * c)
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return self * -1.0
+
+    def __le__(self, other):
+        return Row(self - other, "<=")
+
+    def __ge__(self, other):
+        return Row(self - other, ">=")
+
+    def __eq__(self, other):  # noqa: D105 - builds a constraint
+        return Row(self - other, "==")
+
+    __hash__ = None
+
+
+class Var:
+    __slots__ = ("index", "name")
+
+    def __init__(self, index: int, name: str):
+        self.index = index
+        self.name = name
+
+    def _e(self):
+        return Expr({self.index: 1.0})
+
+    def __add__(self, o):
+        return self._e() + o
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        return self._e() - o
+
+    def __rsub__(self, o):
+        return Expr.of(o) - self._e()
+
+    def __mul__(self, c):
+        return Expr({self.index: float(c)})
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return Expr({self.index: -1.0})
+
+    def __le__(self, o):
+        return self._e() <= o
+
+    def __ge__(self, o):
+        return self._e() >= o
+
+    def __eq__(self, o):
+        return self._e() == o
+
+    def __hash__(self):
+        return hash(self.index)
+
+
+def lsum(items: Iterable) -> Expr:
+    out = Expr()
+    for it in items:
+        out.iadd(it)
+    return out
+
+
+@dataclass
+class Row:
+    expr: Expr
+    sense: str  # "<=", ">=", "=="
+
+
+@dataclass
+class LinearModel:
+    name: str = "model"
+    names: list[str] = field(default_factory=list)
+    lb: list[float] = field(default_factory=list)
+    ub: list[float] = field(default_factory=list)
+    integer: list[bool] = field(default_factory=list)
+    rows: list[tuple[str, dict[int, float], str, float]] = field(default_factory=list)
+    objective: Expr = field(default_factory=Expr)
+    maximize: bool = False
+
+    def var(self, name: str, lb: float = 0.0, ub: float = math.inf, integer: bool = False) -> Var:
+        self.names.append(name)
+        self.lb.append(float(lb))
+        self.ub.append(float(ub))
+        self.integer.append(bool(integer))
+        return Var(len(self.names) - 1, name)
+
+    def binary(self, name: str) -> Var:
+        return self.var(name, 0, 1, True)
+
+    def add(self, row: Row, name: str) -> None:
+        terms = {k: v for k, v in row.expr.terms.items() if v != 0.0}
+        rhs = -row.expr.const
+        if not terms:
+            ok = {"<=": 0 <= rhs + 1e-9, ">=": 0 >= rhs - 1e-9, "==": abs(rhs) <= 1e-9}[row.sense]
+            if not ok:
+                raise ValueError(f"constraint {name} is violated by constants alone")
+            return
+        self.rows.append((name, terms, row.sense, rhs))
+
+    def set_objective(self, expr, maximize: bool) -> None:
+        self.objective = Expr.of(expr)
+        self.maximize = maximize
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.names)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n_integer(self) -> int:
+        return sum(self.integer)
+
+
+@dataclass(frozen=True)
+class SolveParameters:
+    backend: str = "highs"
+    time_limit_s: float | None = None
+    gap: float = 1e-6           # relative MIP gap at which the solver may stop
+    threads: int = 1
+    seed: int = 0
+    verbose: bool = False
+
+
+@dataclass
+class SolveResult:
+    status: str                  # optimal | feasible | infeasible | no_solution | unbounded
+    values: list[float] | None
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    backend: str
+    solve_s: float
+    message: str = ""
+
+    def value(self, v: Var | Expr) -> float:
+        if isinstance(v, Var):
+            return self.values[v.index]
+        return sum(c * self.values[k] for k, c in v.terms.items()) + v.const
+
+
+def rel_gap(obj: float | None, bound: float | None) -> float | None:
+    if obj is None or bound is None or not math.isfinite(bound):
+        return None
+    return abs(obj - bound) / max(1e-9, abs(obj))
+
+
+def available_backends() -> list[str]:
+    out = []
+    try:
+        import pulp
+        names = pulp.listSolvers(onlyAvailable=True)
+        if "PULP_CBC_CMD" in names:
+            out.append("cbc")
+        if "HiGHS" in names:
+            out.append("highs")
+    except Exception:  # pragma: no cover - pulp missing
+        pass
+    try:
+        from ortools.linear_solver import pywraplp
+        if pywraplp.Solver.CreateSolver("SCIP") is not None:
+            out.append("scip")
+        if pywraplp.Solver.CreateSolver("CP_SAT") is not None:
+            out.append("cpsat")
+    except Exception:  # pragma: no cover
+        pass
+    return [b for b in BACKENDS if b in out]
+
+
+def solve(model: LinearModel, params: SolveParameters) -> SolveResult:
+    if params.backend not in BACKENDS:
+        raise SolverError(f"unknown backend '{params.backend}'; choose one of {', '.join(BACKENDS)}")
+    if params.backend not in available_backends():
+        alt = ", ".join(available_backends()) or "none"
+        raise SolverError(f"backend '{params.backend}' is not installed here; available: {alt}")
+    start = time.perf_counter()
+    try:
+        if params.backend in ("cbc", "highs"):
+            result = _solve_pulp(model, params)
+        else:
+            result = _solve_ortools(model, params)
+    except SolverError:
+        raise
+    except Exception as exc:  # a crash inside a solver is reported, not a traceback
+        alt = [b for b in available_backends() if b != params.backend]
+        raise SolverError(f"backend '{params.backend}' failed: {type(exc).__name__}: {exc}; "
+                          f"try --solver {alt[0] if alt else 'another backend'}") from exc
+    result.solve_s = time.perf_counter() - start
+    return result
+
+
+# ------------------------------------------------------------------ PuLP
+
+def _solve_pulp(model: LinearModel, params: SolveParameters) -> SolveResult:
+    import pulp
+
+    prob = pulp.LpProblem(re.sub(r"\W", "_", model.name),
+                          pulp.LpMaximize if model.maximize else pulp.LpMinimize)
+    lpvars = [pulp.LpVariable(f"v{i}", lowBound=model.lb[i],
+                              upBound=None if math.isinf(model.ub[i]) else model.ub[i],
+                              cat=pulp.LpInteger if model.integer[i] else pulp.LpContinuous)
+              for i in range(model.n_vars)]
+    prob += pulp.LpAffineExpression([(lpvars[k], c) for k, c in model.objective.terms.items()],
+                                    constant=model.objective.const)
+    sense = {"<=": pulp.LpConstraintLE, ">=": pulp.LpConstraintGE, "==": pulp.LpConstraintEQ}
+    for i, (name, terms, s, rhs) in enumerate(model.rows):
+        expr = pulp.LpAffineExpression([(lpvars[k], c) for k, c in terms.items()])
+        prob.addConstraint(pulp.LpConstraint(expr, sense[s], f"c{i}", rhs))
+
+    if params.backend == "cbc":
+        return _solve_cbc(prob, lpvars, model, params)
+    solver = pulp.HiGHS(msg=params.verbose, timeLimit=params.time_limit_s, gapRel=params.gap,
+                        threads=params.threads, random_seed=params.seed)
+    prob.solve(solver)
+    h = solver.solverModel if hasattr(solver, "solverModel") else prob.solverModel
+    import highspy
+    ms = h.getModelStatus()
+    info = h.getInfo()
+    has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    values = [v.varValue if v.varValue is not None else 0.0 for v in lpvars] if has_sol else None
+    # PuLP hands HiGHS a minimisation (a maximisation is negated): map back.
+    flip = -1.0 if model.maximize else 1.0
+    obj = pulp.value(prob.objective) if has_sol else None
+    is_mip = any(model.integer)
+    bound = flip * info.mip_dual_bound if is_mip else obj
+    if ms == highspy.HighsModelStatus.kOptimal:
+        status = "optimal"
+    elif ms == highspy.HighsModelStatus.kInfeasible:
+        status = "infeasible"
+    elif ms in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+        status = "unbounded" if ms == highspy.HighsModelStatus.kUnbounded else "infeasible"
+    elif has_sol:
+        status = "feasible"
+    else:
+        status = "no_solution"
+    return SolveResult(status, values, obj, bound if status in ("optimal", "feasible") else None,
+                       rel_gap(obj, bound) if has_sol else None, "highs", 0.0, h.modelStatusToString(ms))
+
+
+_CBC_RESULT = re.compile(r"Result - (.*)")
+_CBC_OBJ = re.compile(r"Objective value:\s+(\S+)")
+_CBC_BOUND = re.compile(r"Lower bound:\s+(\S+)")
+
+
+def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> SolveResult:
+    import pulp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "cbc.log")
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=params.time_limit_s, gapRel=params.gap,
+                                   threads=params.threads, logPath=log,
+                                   options=[f"randomSeed {params.seed + 1}", f"randomCbcSeed {params.seed + 1}"])
+        prob.solve(solver)
+        text = open(log, encoding="utf-8", errors="replace").read() if os.path.exists(log) else ""
+    result = (_CBC_RESULT.search(text).group(1).strip() if _CBC_RESULT.search(text) else "")
+    # PuLP maps a time-limit stop with an incumbent to status 1 ("Optimal"):
+    # trust CBC's own result line instead (PuLP issues #649, #615).
+    has_sol = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible) and \
+        all(v.varValue is not None for v in lpvars)
+    values = [v.varValue for v in lpvars] if has_sol else None
+    obj = pulp.value(prob.objective) if has_sol else None
+    bound = None
+    m = _CBC_BOUND.search(text)
+    if m:
+        try:
+            bound = float(m.group(1))
+            if model.maximize:
+                bound = -bound if obj is not None and bound == -obj else bound
+        except ValueError:
+            bound = None
+    if result.startswith("Optimal"):
+        status = "optimal"
+        bound = obj
+    elif "infeasible" in result.lower() or prob.status == pulp.LpStatusInfeasible:
+        status = "infeasible"
+        has_sol = False
+    elif "unbounded" in result.lower():
+        status = "unbounded"
+    elif has_sol:
+        status = "feasible"
+    else:
+        status = "no_solution"
+    if status == "feasible" and bound is not None and obj is not None:
+        # CBC prints the bound in its internal minimisation sense
+        if model.maximize:
+            bound = abs(bound) if obj >= 0 else bound
+    return SolveResult(status, values if status in ("optimal", "feasible") else None, obj,
+                       bound, rel_gap(obj, bound) if status == "feasible" else (0.0 if status == "optimal" else None),
+                       "cbc", 0.0, result)
+
+
+# ------------------------------------------------------------------ OR-Tools
+
+def _solve_ortools(model: LinearModel, params: SolveParameters) -> SolveResult:
+    from ortools.linear_solver import pywraplp
+
+    name = {"scip": "SCIP", "cpsat": "CP_SAT"}[params.backend]
+    solver = pywraplp.Solver.CreateSolver(name)
+    infinity = solver.infinity()
+    xs = [solver.NumVar(model.lb[i], infinity if math.isinf(model.ub[i]) else model.ub[i], f"v{i}")
+          if not model.integer[i] else
+          solver.IntVar(model.lb[i], infinity if math.isinf(model.ub[i]) else model.ub[i], f"v{i}")
+          for i in range(model.n_vars)]
+    for i, (name_, terms, s, rhs) in enumerate(model.rows):
+        lo, hi = {"<=": (-infinity, rhs), ">=": (rhs, infinity), "==": (rhs, rhs)}[s]
+        ct = solver.RowConstraint(lo, hi, f"c{i}")
+        for k, c in terms.items():
+            ct.SetCoefficient(xs[k], c)
+    objective = solver.Objective()
+    for k, c in model.objective.terms.items():
+        objective.SetCoefficient(xs[k], c)
+    objective.SetOffset(model.objective.const)
+    objective.SetMaximization() if model.maximize else objective.SetMinimization()
+    if params.time_limit_s is not None:
+        solver.SetTimeLimit(int(params.time_limit_s * 1000))
+    solver.SetNumThreads(params.threads)
+    extra = []
+    if params.backend == "scip":
+        extra.append(f"randomization/randomseedshift = {params.seed}")
+    else:
+        extra.append(f"random_seed:{params.seed}")
+        extra.append(f"relative_gap_limit:{params.gap}")
+    solver.SetSolverSpecificParametersAsString(("\n" if params.backend == "scip" else ",").join(extra))
+    mp = pywraplp.MPSolverParameters()
+    mp.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, params.gap)
+    code = solver.Solve(mp)
+    if code == pywraplp.Solver.OPTIMAL:
+        status = "optimal"
+    elif code == pywraplp.Solver.FEASIBLE:
+        status = "feasible"
+    elif code == pywraplp.Solver.INFEASIBLE:
+        status = "infeasible"
+    elif code == pywraplp.Solver.UNBOUNDED:
+        status = "unbounded"
+    elif code == pywraplp.Solver.NOT_SOLVED:
+        status = "no_solution"
+    else:
+        raise SolverError(f"backend '{params.backend}' returned an abnormal status ({code}); "
+                          "try --solver highs")
+    has_sol = status in ("optimal", "feasible")
+    values = [x.solution_value() for x in xs] if has_sol else None
+    obj = objective.Value() if has_sol else None
+    bound = objective.BestBound() if has_sol else None
+    gap = rel_gap(obj, bound) if status == "feasible" else (0.0 if status == "optimal" else None)
+    return SolveResult(status, values, obj, bound, gap, params.backend, 0.0, "")

@@ -1,0 +1,104 @@
+"""Human-readable report of a plan (text for the terminal, Markdown for --out)."""
+from __future__ import annotations
+
+
+def _fmt_gbps(g: float) -> str:
+    if g >= 1e6:
+        return f"{g / 1e6:,.3f} Pb/s"
+    if g >= 1e3:
+        return f"{g / 1e3:,.1f} Tb/s"
+    return f"{g:,.0f} Gb/s"
+
+
+def _table(headers: list[str], rows: list[list], md: bool) -> list[str]:
+    cells = [[str(c) for c in r] for r in rows]
+    if md:
+        out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in cells]
+        return out
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells]
+
+
+def first_line(plan: dict) -> str:
+    st = plan["status"]
+    if st == "optimal":
+        return f"OPTIMAL plan for {plan['instance']} (proven within gap {plan['solver']['gap_limit']:g})"
+    if st == "feasible":
+        o = plan["objective"]
+        gap = "unknown" if o["gap"] is None else f"{o['gap']:.2%}"
+        return (f"FEASIBLE plan for {plan['instance']}, NOT proven optimal: the solver stopped at its time limit "
+                f"(incumbent {o['value']:,.6g}, bound {o['bound'] if o['bound'] is None else format(o['bound'], ',.6g')}, gap {gap})")
+    if st == "no_solution":
+        return f"NO PLAN for {plan['instance']}: {plan.get('message', 'no incumbent found')}"
+    return f"INFEASIBLE: {plan['instance']} has no plan"
+
+
+def render(plan: dict, md: bool = False) -> str:
+    h = (lambda s: f"\n## {s}\n") if md else (lambda s: f"\n{s}\n" + "=" * len(s))
+    out = [("# " if md else "") + first_line(plan)]
+    if plan["status"] not in ("optimal", "feasible"):
+        inf = plan.get("infeasibility", {})
+        if inf:
+            out.append(h("Why"))
+            out += [f"- {line}" for line in inf.get("explanation", [])] or ["- (no explanation found)"]
+        return "\n".join(out) + "\n"
+    P, perf, T = plan["parallelism"], plan["performance"], plan["totals"]
+    o = plan["objective"]
+    out.append(f"objective {o['name']}: {o['value']:,.6g} {o['unit']}")
+    out.append(h("Parallelism split"))
+    out.append(f"TP {P['tp']} x PP {P['pp']} x DP {P['dp']} = {P['accelerators']:,} accelerators; micro-batch "
+               f"{P['micro_batch']}, {P['micro_batches_per_pipeline']} micro-batches per pipeline, interleave "
+               f"{P['interleave']}, recompute {P['recompute']} (chosen among {P['candidates_considered']} Pareto splits)")
+    ex = perf["exposed_s"]
+    out.append(f"step time {perf['step_time_s']:.3f} s = single-site {perf['step_time_single_site_s']:.3f} s + "
+               f"intra-region sync {ex['intra_region']:.3f} s + inter-region sync {ex['inter_region']:.3f} s + "
+               f"PP latency {ex['pp_latency'] * 1e3:.2f} ms")
+    b = perf["efficiency_loss_bound"]
+    out.append(f"tokens/s {perf['tokens_per_s']:,.0f} (single-site {perf['tokens_per_s_single_site']:,.0f}); "
+               f"MFU {perf['mfu']:.1%}; efficiency loss {perf['efficiency_loss']:.2%} "
+               f"(bounds: campus {b['campus']:.0%}, intra-region {b['intra_region']:.0%}, inter-region {b['inter_region']:.0%})")
+    mem = plan.get("memory", {})
+    if mem:
+        out.append("memory per accelerator: " + ", ".join(f"{k[:-3]} {v:,.1f} GB" for k, v in mem.items()))
+    out.append(h("Placement"))
+    rows = [[p["campus"], p["region"], p["replicas"], p["split_pipeline_halves"], f"{p['accelerators']:,}",
+             f"{p['accelerators_available']:,}", p["domains_used"],
+             f"{T['power_w_by_campus'][p['campus']] / 1e6:,.1f}/{T['power_budget_w_by_campus'][p['campus']] / 1e6:,.0f}"]
+            for p in plan["placement"]]
+    out += _table(["campus", "region", "replicas", "split halves", "accelerators", "available", "domains", "power MW used/budget"], rows, md)
+    for sp in plan["split_pipelines"]:
+        out.append(f"  {sp['pipelines']} pipeline(s) split by PP stages across {sp['a']} - {sp['b']}")
+    out.append(h("DCI links"))
+    rows = []
+    for l in plan["dci_links"]:
+        bands = ",".join(sorted({d["band_plan"] or "grey" for d in l["detail"]})) or "-"
+        rows.append([f"{l['a']}-{l['b']}", f"{l['distance_km']:,.0f}", l["scope"], l["module"] or "-", bands,
+                     l["wavelengths"], l["modules"], f"{l['fiber_pairs']}/{l['fiber_pairs_available']}",
+                     _fmt_gbps(l["capacity_gbps"]), _fmt_gbps(l["demand_gbps"]), f"{l['utilization']:.0%}",
+                     f"${l['cost_usd'] / 1e6:,.2f}M", f"{l['power_w'] / 1e3:,.1f} kW"])
+    out += _table(["route", "km", "scope", "module", "band", "waves", "modules", "pairs used/avail", "capacity",
+                   "job demand", "util", "cost", "power"], rows, md)
+    out.append(h("Cables"))
+    rows = [[c["campus"], c["connection"], c["type"], f"{c['length_m']:g}", f"{c['count']:,}",
+             f"${c['cost_usd'] / 1e6:,.2f}M", f"{c['power_w'] / 1e3:,.1f} kW"] for c in plan["cables"]]
+    out += _table(["campus", "connection", "type", "length m", "count", "cost", "power"], rows, md)
+    out.append(h("Budgets and targets"))
+    cap = plan["budgets"]["capex_usd"]
+    out.append(f"capex ${T['capex_usd']:,.0f}" + (f" of ${cap:,.0f} budget" if cap else " (no budget)") + ": " +
+               ", ".join(f"{k} ${v / 1e6:,.1f}M" for k, v in T["capex_usd_by_category"].items()))
+    tg = plan["targets"]
+    for r, got in T["intra_region_capacity_gbps"].items():
+        need = tg["intra_region_gbps"][r]
+        out.append(f"intra-region {r}: {_fmt_gbps(got)} built, target {_fmt_gbps(need)} -> {'met' if got >= need * (1 - 1e-9) else 'NOT met'}")
+    for pair, got in T["inter_region_capacity_gbps"].items():
+        need = tg["inter_region_gbps"]
+        out.append(f"inter-region {pair.replace('|', ' - ')}: {_fmt_gbps(got)} (max flow), target {_fmt_gbps(need)} -> {'met' if got >= need * (1 - 1e-9) else 'NOT met'}")
+    S = plan["solver"]
+    out.append(h("Solver"))
+    out.append(f"{S['backend']}: status {plan['status']}, build {S['build_s']:.2f} s, solve {S['solve_s']:.2f} s, "
+               f"gap {o['gap'] if o['gap'] is None else format(o['gap'], '.2e')}, {S['variables']:,} variables "
+               f"({S['integer_variables']:,} integer), {S['constraints']:,} constraints, {S['splits_enumerated']:,} splits enumerated; "
+               f"tie-break {S['tie_break']}; verifier: {'passed' if plan['verification']['passed'] else 'FAILED'}")
+    return "\n".join(out) + "\n"
