@@ -12,12 +12,14 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
+from .strict import StrictModel
+
 CATALOG_SECTIONS = ("accelerators", "scale_up_domains", "cables", "dci_optics",
                     "line_systems", "llm_presets")
 
 
-class Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Entry(StrictModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     source: str = Field(min_length=3)
 
 
@@ -31,8 +33,8 @@ class Accelerator(Entry):
     calibration_source: str
 
 
-class ConnectionClass(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ConnectionClass(StrictModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str
     scope: Literal["scale_up", "scale_out"]
     port_gbps: PositiveFloat
@@ -131,7 +133,13 @@ class Catalog(BaseModel):
 
 
 def catalog_file(section: str):
-    return resources.files("optimizer.models").joinpath(f"{section}.yaml")
+    """The shipped catalog file: inside the installed wheel (optimizer/models),
+    or the source tree's top-level models/ when running from a checkout."""
+    try:
+        return resources.files("optimizer.models").joinpath(f"{section}.yaml")
+    except ModuleNotFoundError:
+        from pathlib import Path
+        return Path(__file__).resolve().parent.parent / "models" / f"{section}.yaml"
 
 
 def load_raw_catalog() -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import InputError, SolverError
@@ -68,6 +69,7 @@ _EXTRA_COMMANDS: list = []
 
 def _load_extra_commands():
     import importlib
+    _EXTRA_COMMANDS.clear()
     for name in ("optimizer.evaluate_cli", "optimizer.solve_cli", "optimizer.sweep_cli"):
         try:
             mod = importlib.import_module(name)
@@ -97,6 +99,12 @@ def main(argv=None) -> int:
             print(f"internal error (please report): {exc}", file=sys.stderr)
             return 1
         raise
+    except BrokenPipeError:  # output piped into `head`: not an error
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -16,7 +16,14 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        # one line per problem, even when a path or message quotes input with line breaks
+        return text.translate(_LINE_BREAKS)
+
+
+# every character str.splitlines() breaks at, shown escaped instead (\n, \x85, \u2028, ...)
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode("ascii")
+                for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 class InputError(Exception):

@@ -7,15 +7,18 @@ problem is reported with file, line, field path and what is expected.
 from __future__ import annotations
 
 import math
+import reprlib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt,
-                      ValidationError, model_validator)
+                      ValidationError, field_validator, model_validator)
 
 from . import catalog as cat
 from .errors import InputError, Problem, did_you_mean
+from .strict import StrictModel
 from .yamlio import LineMap, load_yaml
 
 SCHEMA_VERSION = "1.0"
@@ -23,8 +26,8 @@ BYTES_PER_ELEMENT = {"bf16": 2, "fp16": 2}
 SCOPES = ("campus", "intra_region", "inter_region")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Model(StrictModel):
+    pass
 
 
 class Campus(_Model):
@@ -59,6 +62,7 @@ class Route(_Model):
     fiber: Literal["existing", "leasable"] = Field(
         "leasable", description="existing fiber costs nothing; leasable pays the IRU per pair-km")
     band_plans: Optional[list[str]] = Field(None, description="allowed line_systems entries (default: all)")
+    modules: Optional[list[str]] = Field(None, description="allowed dci_optics entries on this route (default: all that reach)")
 
 
 class ModelDims(_Model):
@@ -92,8 +96,6 @@ class Job(_Model):
     interleave_options: list[PositiveInt] = Field(default_factory=lambda: [1, 2])
     recompute_modes: list[Literal["none", "selective", "full"]] = Field(
         default_factory=lambda: ["none", "selective", "full"])
-    dci_overlap_fraction: float = Field(
-        0.0, ge=0, lt=1, description="share of the step cross-site DP sync may overlap with compute")
     max_candidate_splits: PositiveInt = Field(
         24, description="splits kept for the MILP (Pareto front of accelerators vs tokens/s)")
 
@@ -112,6 +114,8 @@ class Network(_Model):
     k_paths: PositiveInt = Field(3, le=10, description="candidate fiber paths per site pair")
     campus_scope_max_km: PositiveFloat = Field(10, description="routes this short inside a region are building links")
     latency_us_per_km: PositiveFloat = Field(4.9, description="one-way light delay in fiber")
+    allow_split_pipelines: bool = Field(
+        True, description="let a pipeline's PP stages span two campuses of a region (half each)")
 
 
 class Instance(_Model):
@@ -189,9 +193,14 @@ class LoadedInstance:
 
 # ---------------------------------------------------------------- messages
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother = 80, 80
+
+
 def _describe_pydantic_error(err: dict) -> str:
     kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
-    shown = repr(got) if isinstance(got, str) else got
+    # bounded: the input may be a huge list or mapping
+    shown = _SHORT.repr(got) if isinstance(got, (str, list, dict, tuple, set)) else got
     if kind == "greater_than":
         return f"must be > {ctx['gt']} (got {shown})"
     if kind == "greater_than_equal":
@@ -214,6 +223,10 @@ def _describe_pydantic_error(err: dict) -> str:
         return f"must be a mapping of fields (got {type(got).__name__})"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')} (got {shown})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {shown})"
+    if kind == "invalid_key":
+        return f"field names must be text (got {shown})"
     if kind == "too_short":
         return "must not be empty"
     if kind == "string_too_short":
@@ -235,7 +248,7 @@ def format_path(loc) -> str:
 
 def _clean_loc(loc: tuple) -> tuple:
     # pydantic adds the union member name ('str', 'ModelDims') into locations
-    return tuple(p for p in loc if p not in ("str", "ModelDims", "function-after[_count_given()]"))
+    return tuple(p for p in loc if p not in ("str", "ModelDims", "function-after[_count_given()]", "[key]"))
 
 
 def _pydantic_problems(exc: ValidationError, fname: str, lines: LineMap, model_fields=None) -> list[Problem]:
@@ -247,6 +260,8 @@ def _pydantic_problems(exc: ValidationError, fname: str, lines: LineMap, model_f
         if loc and loc[:2] == ("job", "model") and err["type"] == "string_type":
             continue
         msg = _describe_pydantic_error(err)
+        if loc == ("job", "model") and err["type"] in ("model_type", "model_attributes_type"):
+            msg = f"must be an llm_presets name (e.g. GPT-3-175B) or a mapping of model dimensions (got {type(err.get('input')).__name__})"
         if err["type"] == "extra_forbidden":
             msg = f"unknown field '{loc[-1]}'"
             if model_fields:
@@ -261,9 +276,9 @@ def _pydantic_problems(exc: ValidationError, fname: str, lines: LineMap, model_f
     return problems
 
 
-def _fields_at(loc: tuple) -> list[str] | None:
-    """Field names expected at a location of the instance (for suggestions)."""
-    model: Any = Instance
+def _fields_at(loc: tuple, root: Any = None) -> list[str] | None:
+    """Field names expected at a location of the instance (or of a root model), for suggestions."""
+    model: Any = root or Instance
     for part in loc:
         if isinstance(part, int):
             continue
@@ -318,7 +333,8 @@ def _resolve_catalog(inst: Instance, fname: str, lines: LineMap) -> cat.Catalog:
             msg = _describe_pydantic_error(err)
             if err["type"] == "extra_forbidden":
                 section = err["loc"][0]
-                msg = did_you_mean(err["loc"][-1], cat.ENTRY_TYPES[section].model_fields).replace(
+                fields = _fields_at(err["loc"][2:-1], cat.ENTRY_TYPES[section]) or cat.ENTRY_TYPES[section].model_fields
+                msg = did_you_mean(err["loc"][-1], fields).replace(
                     "unknown name", "unknown field")
             elif err["type"] == "missing" and err["loc"][1] not in cat.shipped_raw_catalog()[err["loc"][0]]:
                 msg = "required field is missing (a new catalog entry needs every field)"
@@ -399,6 +415,12 @@ def cross_check(inst: Instance, catalog: cat.Catalog, fname: str, lines: LineMap
         for j, band in enumerate(route.band_plans or []):
             if band not in catalog.line_systems:
                 add(loc + ("band_plans", j), did_you_mean(band, catalog.line_systems))
+        for j, module in enumerate(route.modules or []):
+            if module not in catalog.dci_optics:
+                add(loc + ("modules", j), did_you_mean(module, catalog.dci_optics))
+        if route.modules and all(m in catalog.dci_optics for m in route.modules) and \
+                max(catalog.dci_optics[m].reach_km for m in route.modules) < route.distance_km <= max_reach:
+            add(loc + ("modules",), f"none of the allowed modules reaches {route.distance_km:g} km; allow one that does")
 
     # job
     job = inst.job

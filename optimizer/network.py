@@ -58,7 +58,7 @@ def route_options(route: Route, catalog: Catalog) -> list[RouteOption]:
     bands = route.band_plans or sorted(catalog.line_systems)
     for name in sorted(catalog.dci_optics):
         optic = catalog.dci_optics[name]
-        if optic.reach_km < route.distance_km:
+        if optic.reach_km < route.distance_km or (route.modules is not None and name not in route.modules):
             continue
         if not optic.is_dwdm:
             options.append(RouteOption(name, None, optic.rate_gbps, 1, optic.price_usd, optic.power_w,

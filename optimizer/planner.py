@@ -290,7 +290,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
             lm.add(lsum(j * kap[j] for j in kap) == lsum(y[cn] for cn in names), f"campus_count_def[{r.name}]")
             lm.add(lsum(kap.values()) == vr[r.name], f"campus_count_onehot[{r.name}]")
             for j in range(2, len(names) + 1):
-                om = lm.var(f"phi_x_count[{r.name},{j}]", 0, phi_max)
+                om = lm.var(f"phi_x_count[{r.name},{j}]")
                 _mccormick(lm, om, phi, kap[j], phi_max, f"{r.name},{j}")
                 omega[r.name, j] = om
     xi: dict[int, Var] = {}
@@ -299,7 +299,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         lm.add(lsum(j * rho[j] for j in rho) == lsum(vr.values()), "region_count_def")
         lm.add(lsum(rho.values()) <= 1, "region_count_onehot")
         for j in range(2, len(regions) + 1):
-            xi[j] = lm.var(f"phi_x_regions[{j}]", 0, phi_max)
+            xi[j] = lm.var(f"phi_x_regions[{j}]")
             _mccormick(lm, xi[j], phi, rho[j], phi_max, f"regions,{j}")
 
     # ---- DP demand between site pairs and its routing
