@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         print(f"solver error: {exc}", file=sys.stderr)
         return EXIT_SOLVER
     except Exception as exc:
-        from .solve import PlanRejected
+        from .solving import PlanRejected
         if isinstance(exc, PlanRejected):
             print(f"internal error (please report): {exc}", file=sys.stderr)
             return 1

@@ -96,6 +96,10 @@ class Job(_Model):
     interleave_options: list[PositiveInt] = Field(default_factory=lambda: [1, 2])
     recompute_modes: list[Literal["none", "selective", "full"]] = Field(
         default_factory=lambda: ["none", "selective", "full"])
+    sequence_parallel: bool = Field(True, description="Megatron sequence parallelism inside TP (activations / t)")
+    distributed_optimizer: bool = Field(
+        False, description="shard Adam states over DP (ZeRO-1, Megatron --use-distributed-optimizer); "
+                           "DCI bytes are unchanged (reduce-scatter + all-gather = all-reduce)")
     max_candidate_splits: PositiveInt = Field(
         24, description="splits kept for the MILP (Pareto front of accelerators vs tokens/s)")
 

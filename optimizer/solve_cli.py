@@ -25,7 +25,7 @@ def run(args) -> int:
     from .cli import EXIT_FEASIBLE, EXIT_INFEASIBLE, EXIT_OK
     from .instance import load_instance
     from .report import render
-    from .solve import solve_instance, write_outputs
+    from .solving import solve_instance, write_outputs
 
     li = load_instance(args.file)
     if args.time_limit is not None and args.time_limit <= 0:

@@ -18,7 +18,7 @@ from optimizer import performance as perf
 from optimizer.instance import load_instance
 from optimizer.lp import SolveParameters
 from optimizer.planner import select_candidates
-from optimizer.solve import solve_instance
+from optimizer.solving import solve_instance
 
 MODEL = """
 job:

@@ -1,0 +1,455 @@
+"""Scenario sweeps: spec checking, expansion and ids, overrides, the process
+pool and Dask paths, resuming, failure records and `dcopt compare`.
+
+Every sweep here runs a tiny instance (two campuses of HGX-H100-8, a 4-layer
+model) whose solves take a fraction of a second.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from optimizer import scenarios as sw
+from optimizer.errors import InputError
+
+TINY = textwrap.dedent("""\
+    name: tiny
+    objective: max-throughput
+    pue: 1.2
+    regions:
+      - name: r1
+        campuses:
+          - {name: a, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16}
+          - {name: b, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16}
+    routes:
+      - {a: a, b: b, distance_km: 40, fiber_pairs_available: 16}
+    job:
+      model: {layers: 4, hidden: 1024, heads: 8, seq_len: 1024, vocab: 32000, global_batch_sequences: 8}
+      efficiency_loss_bound: {campus: 0.05, intra_region: 0.05, inter_region: 0.10}
+    targets: {intra_region_pbps: 0.01, inter_region_pbps: 0}
+    """)
+
+# four scenarios: two that solve, one infeasible (no campus can power a server),
+# one invalid (a route beyond every module's reach)
+SPEC = textwrap.dedent("""\
+    base: tiny.yaml
+    solver: {backend: highs, time_limit_s: 30}
+    zip:
+      - name: power
+        axes:
+          - path: regions[0].campuses[0].power_budget_mw
+            values: [2, 0.5, 0.001, 2]
+          - path: regions[0].campuses[1].power_budget_mw
+            values: [2, 0.5, 0.001, 2]
+          - path: routes[0].distance_km
+            values: [40, 20, 40, 5000]
+    """)
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(SPEC)
+    return spec
+
+
+def write_spec(tmp_path, body: str) -> Path:
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("base: tiny.yaml\n" + textwrap.dedent(body))
+    return spec
+
+
+# ---------------------------------------------------------------- paths
+
+
+@pytest.mark.parametrize("text, parts", [
+    ("routes[8].distance_km", ("routes", 8, "distance_km")),
+    ("regions[0].campuses[1].power_budget_mw", ("regions", 0, "campuses", 1, "power_budget_mw")),
+    ("catalog_overrides.dci_optics.800ZR.price_usd", ("catalog_overrides", "dci_optics", "800ZR", "price_usd")),
+    ('catalog_overrides.llm_presets["GPT-1.7B"].layers', ("catalog_overrides", "llm_presets", "GPT-1.7B", "layers")),
+    ("job.model", ("job", "model")),
+])
+def test_parse_path(text, parts):
+    assert sw.parse_path(text) == parts
+    assert sw.parse_path(sw.normalise_path(parts)) == parts
+
+
+@pytest.mark.parametrize("text", ["", "[0].a", "routes[0]..a", "routes[x]", "a]"])
+def test_parse_path_rejects(text):
+    with pytest.raises(ValueError):
+        sw.parse_path(text)
+
+
+def test_dotted_catalog_name_unquoted_is_joined():
+    raw = {"catalog_overrides": {}}
+    parts = sw.resolve_path(raw, sw.parse_path("catalog_overrides.llm_presets.GPT-1.7B.layers"))
+    assert parts == ("catalog_overrides", "llm_presets", "GPT-1.7B", "layers")
+
+
+# ---------------------------------------------------------------- expansion and ids
+
+
+def test_expansion_is_the_full_factorial_in_spec_order(tmp_path):
+    spec = sw.load_spec(write_spec(tmp_path, """\
+        axes:
+          - path: routes[0].distance_km
+            values: [20, 80]
+          - path: catalog_overrides.dci_optics.800ZR.price_usd
+            range: {start: 3000, stop: 5000, step: 1000}
+        zip:
+          - axes:
+              - {path: "regions[0].campuses[0].power_budget_mw", values: [2, 3]}
+              - {path: "regions[0].campuses[1].power_budget_mw", values: [4, 5]}
+        """))
+    scenarios = sw.expand(spec)
+    assert len(scenarios) == 2 * 3 * 2
+    first = scenarios[0].overrides
+    assert first == {"routes[0].distance_km": 20, "catalog_overrides.dci_optics.800ZR.price_usd": 3000,
+                     "regions[0].campuses[0].power_budget_mw": 2, "regions[0].campuses[1].power_budget_mw": 4}
+    # zipped paths move together; the first axis varies slowest
+    assert [s.overrides["regions[0].campuses[1].power_budget_mw"] for s in scenarios[:2]] == [4, 5]
+    assert [s.overrides["routes[0].distance_km"] for s in scenarios] == [20] * 6 + [80] * 6
+    assert len({s.id for s in scenarios}) == len(scenarios)
+    assert len({s.slug for s in scenarios}) == len(scenarios)
+    assert all(s.valid for s in scenarios)
+    # the overrides reached the instance each scenario will solve
+    inst = scenarios[-1].instance
+    assert inst["routes"][0]["distance_km"] == 80
+    assert inst["catalog_overrides"]["dci_optics"]["800ZR"]["price_usd"] == 5000
+    assert inst["regions"][0]["campuses"][1]["power_budget_mw"] == 5
+
+
+def test_ids_are_stable_and_depend_only_on_the_overrides(tmp_path):
+    a = {"routes[0].distance_km": 1000, "job.model": "GPT-3-175B"}
+    b = {"job.model": "GPT-3-175B", "routes[0].distance_km": 1000.0}   # other order, 1000.0 == 1000
+    assert sw.scenario_id(a) == sw.scenario_id(b)
+    assert sw.scenario_id(a) != sw.scenario_id({**a, "routes[0].distance_km": 1001})
+    assert len(sw.scenario_id(a)) == 12
+    # the same spec expands to the same ids in another run and directory
+    spec = write_spec(tmp_path, "axes: [{path: \"routes[0].distance_km\", values: [20, 80]}]\n")
+    ids1 = [s.id for s in sw.expand(sw.load_spec(spec))]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    ids2 = [s.id for s in sw.expand(sw.load_spec(write_spec(other, "axes: [{path: \"routes[0].distance_km\", values: [20, 80]}]\n")))]
+    assert ids1 == ids2
+    # a pinned value: the hash of {"routes[0].distance_km": 20} must never change between releases
+    assert ids1[0] == sw.scenario_id({"routes[0].distance_km": 20})
+
+
+def test_model_dimensions_can_be_varied_only_when_the_base_gives_them(tmp_path):
+    # the tiny base gives job.model as a mapping: one dimension can be varied
+    spec = sw.load_spec(write_spec(tmp_path, "axes: [{path: job.model.layers, values: [2, 8]}]\n"))
+    assert [s.instance["job"]["model"]["layers"] for s in sw.expand(spec)] == [2, 8]
+    # a preset name has no fields: the whole job.model must be set instead
+    (tmp_path / "tiny.yaml").write_text(TINY.replace(
+        "model: {layers: 4, hidden: 1024, heads: 8, seq_len: 1024, vocab: 32000, global_batch_sequences: 8}",
+        "model: GPT-1.7B"))
+    with pytest.raises(InputError) as err:
+        sw.load_spec(tmp_path / "spec.yaml")
+    assert "job.model is the text 'GPT-1.7B' in the base instance, not a mapping of fields" in str(err.value)
+
+
+def test_range_includes_stop_and_keeps_integers(tmp_path):
+    spec = sw.load_spec(write_spec(tmp_path, """\
+        axes:
+          - path: routes[0].distance_km
+            range: {start: 10, stop: 40, step: 10}
+          - path: regions[0].campuses[0].pue
+            range: {start: 1.1, stop: 1.3, step: 0.1}
+        """))
+    assert spec.dimensions[0].rows == [(10,), (20,), (30,), (40,)]
+    assert [r[0] for r in spec.dimensions[1].rows] == [1.1, 1.2, 1.3]
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def test_apply_overrides_copies_and_creates_missing_mappings():
+    base = {"routes": [{"distance_km": 40}]}
+    out = sw.apply_overrides(base, {"routes[0].distance_km": 90, "budgets.capex_usd": 1e6,
+                                    "catalog_overrides.dci_optics.800ZR.price_usd": 4000})
+    assert base == {"routes": [{"distance_km": 40}]}
+    assert out["routes"][0]["distance_km"] == 90
+    assert out["budgets"] == {"capex_usd": 1e6}
+    assert out["catalog_overrides"] == {"dci_optics": {"800ZR": {"price_usd": 4000}}}
+
+
+def test_override_of_an_aliased_mapping_stays_local(tmp_path):
+    # YAML anchors share one object between campuses; changing one campus must not change the other
+    text = TINY.replace("{name: a, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16}",
+                        "{name: a, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16, "
+                        "fabric_lengths_m: &fl {nic_to_leaf: 3}}")
+    text = text.replace("{name: b, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16}",
+                        "{name: b, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16, fabric_lengths_m: *fl}")
+    (tmp_path / "tiny.yaml").write_text(text)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("base: tiny.yaml\naxes:\n  - path: regions[0].campuses[0].fabric_lengths_m.nic_to_leaf\n"
+                    "    values: [1.5]\n")
+    (sc,) = sw.expand(sw.load_spec(spec))
+    campuses = sc.instance["regions"][0]["campuses"]
+    assert campuses[0]["fabric_lengths_m"]["nic_to_leaf"] == 1.5
+    assert campuses[1]["fabric_lengths_m"]["nic_to_leaf"] == 3
+
+
+BAD_SPECS = [
+    # (spec body after 'base:', field path in the message, words the message must contain)
+    ("axes:\n  - path: routes[3].distance_km\n    values: [1]\n", "axes[0].path", "routes[3] does not exist"),
+    ("axes:\n  - path: routes[0].distnce_km\n    values: [1]\n", "axes[0].path", "did you mean 'distance_km'"),
+    ("axes:\n  - path: regions[0].campuses[0].power_budget\n    values: [1]\n", "axes[0].path", "power_budget_mw"),
+    ("axes:\n  - path: catalog_overrides.dci_optics.800Z.price_usd\n    values: [1]\n", "axes[0].path", "did you mean '800ZR'"),
+    ("axes:\n  - path: catalog_overrides.dci_optics.800ZR.price\n    values: [1]\n", "axes[0].path", "did you mean 'price_usd'"),
+    ("axes:\n  - path: catalog_overrides.dci_optix.800ZR.price_usd\n    values: [1]\n", "axes[0].path", "unknown catalog section"),
+    ("axes:\n  - path: job.model.layerz\n    values: [1]\n", "axes[0].path", "did you mean 'layers'"),
+    ("axes:\n  - path: routes[0]..a\n    values: [1]\n", "axes[0].path", "cannot read field path"),
+    ("axes:\n  - path: routes[0].distance_km\n    values: [1, 1.0]\n", "axes[0].values", "listed twice"),
+    ("axes:\n  - path: routes[0].distance_km\n", "axes[0]", "give either 'values' or 'range'"),
+    ("axes:\n  - path: routes[0].distance_km\n    values: []\n", "axes[0].values", "must not be empty"),
+    ("axes:\n  - path: routes[0].distance_km\n    range: {start: 9, stop: 1, step: 1}\n", "axes[0].range", "below start"),
+    ("axes:\n  - path: routes[0].distance_km\n    range: {start: 1, stop: 9, step: 0}\n", "axes[0].range.step", "must be > 0"),
+    ("axes:\n  - {path: budgets.capex_usd, values: [1]}\n  - {path: budgets, values: [{}]}\n", "axes[1].path", "overlaps"),
+    ("axes:\n  - {path: network.k_paths, values: [1]}\n  - {path: network.k_paths, values: [2]}\n", "axes[1].path", "already varied"),
+    ("zip:\n  - axes:\n    - {path: network.k_paths, values: [1, 2]}\n    - {path: pue, values: [1.2]}\n",
+     "zip[0].axes", "same number of values"),
+    ("axs: []\n", "axs", "did you mean 'axes'"),
+    ("solver: {backend: gurobi}\n", "solver.backend", "must be one of"),
+    ("axes:\n  - {path: routes[0].distance_km, values: [1]}\n", "", "quote a path"),
+]
+
+
+@pytest.mark.parametrize("body, field, words", BAD_SPECS, ids=[b[2] for b in BAD_SPECS])
+def test_bad_spec_is_explained_with_file_line_and_field(tmp_path, run_cli, body, field, words):
+    spec = write_spec(tmp_path, body)
+    code, out, err = run_cli(["sweep", spec, "--out", tmp_path / "out"])
+    assert code == 2, err
+    assert "Traceback" not in err
+    first = err.splitlines()[0]
+    assert first.startswith(f"error: {spec}:"), first
+    line = first.split(":")[2]
+    assert line.isdigit(), first          # a line number
+    if field:
+        assert f": {field}: " in first, first
+    assert words in first, first
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_base_and_bad_base(tmp_path, run_cli):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("base: nowhere.yaml\n")
+    code, _, err = run_cli(["sweep", spec, "--out", tmp_path / "o"])
+    assert code == 2 and "base: base instance 'nowhere.yaml' not found" in err
+    # a broken base is reported in the base file's own terms
+    (tmp_path / "tiny.yaml").write_text(TINY.replace("pue: 1.2", "pue: 9"))
+    spec.write_text("base: tiny.yaml\n")
+    code, _, err = run_cli(["sweep", spec, "--out", tmp_path / "o"])
+    assert code == 2 and "tiny.yaml:3: pue: must be <= 3" in err
+
+
+def test_list_shows_ids_and_invalid_scenarios(tiny, run_cli):
+    code, out, err = run_cli(["sweep", tiny, "--out", tiny.parent / "o", "--list"])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 4
+    assert "INVALID: routes[0].distance_km: 5000 km is beyond every DCI module's reach" in lines[3]
+    assert not (tiny.parent / "o").exists()
+
+
+# ---------------------------------------------------------------- running
+
+
+def _statuses(rows):
+    return [r["status"] for r in rows]
+
+
+def test_small_sweep_on_the_process_pool_records_every_outcome(tiny, tmp_path, run_cli):
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["sweep", tiny, "--out", out, "--workers", "2", "--progress", "lines"])
+    assert code == 0, err
+    man = json.loads((out / "sweep.json").read_text())
+    ids = [s["id"] for s in man["scenarios"]]
+    records = {i: json.loads((out / "scenarios" / f"{i}.json").read_text()) for i in ids}
+    assert [records[i]["status"] for i in ids] == ["optimal", "optimal", "infeasible", "invalid"]
+    assert "needs" in records[ids[2]]["reason"] and "budget" in records[ids[2]]["reason"]
+    assert "5000 km is beyond" in records[ids[3]]["reason"]
+    plan = records[ids[0]]["result"]
+    assert plan["verification"]["passed"] and plan["parallelism"]["accelerators"] == 128
+    # summary files: one row per scenario, in spec order
+    rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
+    assert [r["id"] for r in rows] == ids
+    assert [r["status"] for r in rows] == ["optimal", "optimal", "infeasible", "invalid"]
+    assert [r["power"] for r in rows] == ["2", "0.5", "0.001", "2"]     # the named zip group's column
+    assert float(rows[0]["capex_usd"]) == pytest.approx(plan["totals"]["capex_usd"])
+    assert rows[0]["tp"] and rows[0]["module_mix"].startswith("800ZR:")
+    assert float(rows[0]["power_mw.r1"]) > 0
+    md = (out / "summary.md").read_text()
+    assert md.count("\n| ") >= 5 and "## Not solved to optimality" in md
+    assert "[4/4]" in err or "[3/4]" in err          # non-TTY: one progress line per scenario
+    assert not list((out / "scenarios").glob(".*.tmp"))   # atomic writes leave no temp files
+
+
+def test_a_crashing_scenario_is_recorded_and_the_others_survive(tiny, tmp_path, monkeypatch):
+    import optimizer.solving as solve_mod
+    real = solve_mod.solve_instance
+
+    def flaky(li, params, **kw):
+        if li.instance.routes[0].distance_km == 20:
+            raise RuntimeError("simulated solver bug")
+        return real(li, params, **kw)
+
+    monkeypatch.setattr(solve_mod, "solve_instance", flaky)
+    run = sw.run_sweep(sw.load_spec(tiny), tmp_path / "out", workers=0)
+    assert _statuses(run.rows) == ["optimal", "error", "infeasible", "invalid"]
+    bad = run.rows[1]
+    assert "RuntimeError: simulated solver bug" in bad["reason"]
+    rec = json.loads((tmp_path / "out" / "scenarios" / f"{bad['id']}.json").read_text())
+    assert "Traceback" in rec["traceback"]
+    # a re-run retries the error only (it was transient), the rest is reused
+    monkeypatch.setattr(solve_mod, "solve_instance", real)
+    again = sw.run_sweep(sw.load_spec(tiny), tmp_path / "out", workers=0)
+    assert again.solved == [bad["id"]]
+    assert _statuses(again.rows) == ["optimal", "optimal", "infeasible", "invalid"]
+
+
+def _die_on_crash_task(task: dict) -> dict:
+    # runs in a spawned worker process: a crash there is a dead process, not an exception
+    if task["id"] == "crash":
+        os._exit(3)
+    return {"id": task["id"], "status": "optimal"}
+
+
+def test_a_dying_worker_process_costs_only_its_own_scenario():
+    tasks = [{"id": i, "slug": i, "overrides": {}, "fingerprint": "", "params": {}} for i in ("one", "crash", "two")]
+    done = []
+    sw._run_pool(tasks, 1, done.append, solve_one=_die_on_crash_task)
+    by_id = {r["id"]: r for r in done}
+    assert sorted(by_id) == ["crash", "one", "two"]
+    assert by_id["one"]["status"] == by_id["two"]["status"] == "optimal"
+    assert by_id["crash"]["status"] == "error" and "died twice" in by_id["crash"]["reason"]
+
+
+def test_resume_solves_only_what_is_missing(tiny, tmp_path):
+    out = tmp_path / "out"
+    first = sw.run_sweep(sw.load_spec(tiny), out, workers=0)
+    assert sorted(first.solved) == sorted(r["id"] for r in first.rows)
+    victim = first.rows[1]["id"]
+    (out / "scenarios" / f"{victim}.json").unlink()
+    kept = {r["id"]: os.stat(out / "scenarios" / f"{r['id']}.json").st_mtime_ns for r in first.rows if r["id"] != victim}
+    second = sw.run_sweep(sw.load_spec(tiny), out, workers=0)
+    assert second.solved == [victim]
+    assert sorted(second.skipped) == sorted(kept)
+    assert {i: os.stat(out / "scenarios" / f"{i}.json").st_mtime_ns for i in kept} == kept
+    assert _statuses(second.rows) == _statuses(first.rows)
+    # changed solver options change every fingerprint: everything is solved again
+    third = sw.run_sweep(sw.load_spec(tiny, time_limit_s=17), out, workers=0)
+    assert len(third.solved) == 4 and not third.skipped
+
+
+def test_resume_after_an_interrupted_sweep(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real = sw.run_scenario
+    calls = []
+
+    def interrupted(task):
+        calls.append(task["id"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt      # Ctrl-C while the second scenario solves
+        return real(task)
+
+    monkeypatch.setattr(sw, "run_scenario", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sw.run_sweep(sw.load_spec(tiny), out, workers=0)
+    # what finished is on disk, and the summary shows the rest as pending
+    rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
+    assert [r["status"] for r in rows] == ["optimal", "pending", "pending", "invalid"]
+    monkeypatch.setattr(sw, "run_scenario", real)
+    resumed = sw.run_sweep(sw.load_spec(tiny), out, workers=0)
+    assert sorted(resumed.solved) == sorted([rows[1]["id"], rows[2]["id"]])
+    assert _statuses(resumed.rows) == ["optimal", "optimal", "infeasible", "invalid"]
+
+
+def test_dask_local_cluster(tiny, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        run = sw.run_sweep(sw.load_spec(tiny), tmp_path / "out", dask_scheduler=cluster.scheduler_address)
+    assert run.executor == "dask"
+    assert _statuses(run.rows) == ["optimal", "optimal", "infeasible", "invalid"]
+    assert len(run.solved) == 4
+    # the result does not depend on where it was solved
+    local = sw.run_sweep(sw.load_spec(tiny), tmp_path / "local", workers=0)
+    assert [r["capex_usd"] for r in run.rows[:2]] == [r["capex_usd"] for r in local.rows[:2]]
+
+
+def test_unreachable_dask_scheduler_is_a_clean_error(tiny, tmp_path, run_cli, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(sw, "DASK_CONNECT_TIMEOUT_S", 1)
+    code, _, err = run_cli(["sweep", tiny, "--out", tmp_path / "o", "--dask-scheduler", "tcp://127.0.0.1:9",
+                            "--progress", "off"])
+    assert code == 2 and "cannot reach the Dask scheduler" in err and "Traceback" not in err
+
+
+def test_api_sweep_rows_make_a_dataframe(tiny, tmp_path):
+    pd = pytest.importorskip("pandas")
+    from optimizer import sweep as api_sweep
+    rows = api_sweep(tiny, tmp_path / "out", workers=0)
+    df = pd.DataFrame(rows)
+    assert list(df["status"]) == ["optimal", "optimal", "infeasible", "invalid"]
+    assert df.loc[0, "capex_usd"] > 0 and df.loc[0, "tp"] >= 1
+    assert "distance_km" in df.columns and "campuses[0].power_budget_mw" in df.columns
+
+
+# ---------------------------------------------------------------- compare
+
+
+@pytest.fixture
+def finished_sweep(tmp_path) -> Path:
+    spec = write_spec(tmp_path, """\
+        axes:
+          - path: routes[0].distance_km
+            values: [80, 20]
+          - path: catalog_overrides.dci_optics.800ZR.price_usd
+            values: [3000, 9000]
+        """)
+    sw.run_sweep(sw.load_spec(spec), tmp_path / "out", workers=0)
+    return tmp_path / "out"
+
+
+def test_compare_sorts_and_prints_every_format(finished_sweep, run_cli):
+    code, out, err = run_cli(["compare", finished_sweep, "--sort", "capex_usd", "--format", "csv"])
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    capex = [float(r["capex_usd"]) for r in rows]
+    assert capex == sorted(capex) and len(rows) == 4
+    assert {"distance_km", "price_usd", "status", "tp", "pp", "dp", "tokens_per_s", "mfu",
+            "dci_capacity_pbps", "module_mix", "power_mw.r1"} <= set(rows[0])
+    # cheapest: short route and cheap modules; dearest: long route and dear modules
+    assert (rows[0]["distance_km"], rows[0]["price_usd"]) == ("20", "3000")
+    assert (rows[-1]["distance_km"], rows[-1]["price_usd"]) == ("80", "9000")
+    code, desc, _ = run_cli(["compare", finished_sweep, "--sort=-capex_usd", "--format", "csv"])
+    assert [r["id"] for r in csv.DictReader(io.StringIO(desc))] == [r["id"] for r in reversed(rows)]
+    code, text, _ = run_cli(["compare", finished_sweep])
+    assert code == 0 and text.splitlines()[0].split()[:3] == ["id", "distance_km", "price_usd"]
+    assert "$" in text and "%" in text
+    code, md, _ = run_cli(["compare", finished_sweep, "--format", "md", "--columns", "id,distance_km,capex_usd"])
+    assert md.splitlines()[0] == "| id | distance_km | capex_usd |" and len(md.splitlines()) == 6
+
+
+def test_compare_group_by(finished_sweep, run_cli):
+    code, out, err = run_cli(["compare", finished_sweep, "--group-by", "distance_km", "--sort", "capex_usd"])
+    assert code == 0, err
+    heads = [l for l in out.splitlines() if l.startswith("distance_km = ")]
+    assert heads == ["distance_km = 20 (2 scenarios)", "distance_km = 80 (2 scenarios)"]
+
+
+def test_compare_errors(finished_sweep, tmp_path, run_cli):
+    code, _, err = run_cli(["compare", finished_sweep, "--sort", "capx_usd"])
+    assert code == 2 and "unknown column 'capx_usd' (did you mean 'capex_usd'?)" in err
+    code, _, err = run_cli(["compare", tmp_path / "nothing"])
+    assert code == 2 and "not a sweep directory" in err and "Traceback" not in err
