@@ -793,6 +793,12 @@ def _run_pool(tasks: list[dict], workers: int, finished: Callable[[dict], None],
 
     # spawn: a fork of a parent holding threads (rich, Dask, a test runner) can deadlock
     ctx = multiprocessing.get_context("spawn")
+    if multiprocessing.parent_process() is not None:
+        # a spawned worker re-imports the caller's script: a sweep called at its
+        # top level would start pools recursively
+        raise RuntimeError(
+            "sweep() was called while a worker process imported the calling script; put the "
+            "call under `if __name__ == \"__main__\":` (worker processes are spawned), or use workers=0")
     queue = list(reversed(tasks))
     attempts: dict[str, int] = {}
     while queue:

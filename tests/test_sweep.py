@@ -453,3 +453,12 @@ def test_compare_errors(finished_sweep, tmp_path, run_cli):
     assert code == 2 and "unknown column 'capx_usd' (did you mean 'capex_usd'?)" in err
     code, _, err = run_cli(["compare", tmp_path / "nothing"])
     assert code == 2 and "not a sweep directory" in err and "Traceback" not in err
+
+
+def test_a_sweep_started_inside_a_spawned_worker_is_refused(monkeypatch):
+    # a script calling sweep() at top level is re-imported by every spawned worker;
+    # the pool must refuse to start there instead of spawning pools recursively
+    import multiprocessing
+    monkeypatch.setattr(multiprocessing, "parent_process", lambda: object())
+    with pytest.raises(RuntimeError, match='__name__ == "__main__"'):
+        sw._run_pool([{"id": "x"}], 2, lambda record: None)
