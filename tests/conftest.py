@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = ROOT / "instances"
 INSTANCES = sorted(INSTANCE_DIR.glob("*.yaml"))
 DEFAULT_INSTANCE = INSTANCE_DIR / "us-two-regions.yaml"
+TINY_INSTANCE = ROOT / "tests" / "data" / "tiny-two-campus.yaml"
 
 
 def invoke_cli(args) -> tuple[int, str, str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import textwrap
 
 import pytest
+from conftest import TINY_INSTANCE
 
 # the API functions (the solver module is optimizer.solving, so `optimizer.solve` stays the function)
 from optimizer.api import pareto, solve
@@ -14,22 +14,7 @@ from optimizer.instance import load_instance
 from optimizer.lp import SolveParameters
 from optimizer.pareto_front import CapexCap, dominates, non_dominated, pareto_front
 
-TINY = textwrap.dedent("""\
-    name: tiny
-    objective: max-throughput
-    pue: 1.2
-    regions:
-      - name: r1
-        campuses:
-          - {name: a, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16}
-          - {name: b, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16}
-    routes:
-      - {a: a, b: b, distance_km: 40, fiber_pairs_available: 16}
-    job:
-      model: {layers: 4, hidden: 1024, heads: 8, seq_len: 1024, vocab: 32000, global_batch_sequences: 8}
-      efficiency_loss_bound: {campus: 0.05, intra_region: 0.05, inter_region: 0.10}
-    targets: {intra_region_pbps: 0.01, inter_region_pbps: 0}
-    """)
+TINY = TINY_INSTANCE.read_text()
 
 
 @pytest.fixture(scope="module")

@@ -14,26 +14,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import TINY_INSTANCE
 
 from optimizer import scenarios as sw
 from optimizer.errors import InputError
 
-TINY = textwrap.dedent("""\
-    name: tiny
-    objective: max-throughput
-    pue: 1.2
-    regions:
-      - name: r1
-        campuses:
-          - {name: a, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16}
-          - {name: b, power_budget_mw: 2, scale_up_domain: HGX-H100-8, domains: 16}
-    routes:
-      - {a: a, b: b, distance_km: 40, fiber_pairs_available: 16}
-    job:
-      model: {layers: 4, hidden: 1024, heads: 8, seq_len: 1024, vocab: 32000, global_batch_sequences: 8}
-      efficiency_loss_bound: {campus: 0.05, intra_region: 0.05, inter_region: 0.10}
-    targets: {intra_region_pbps: 0.01, inter_region_pbps: 0}
-    """)
+TINY = TINY_INSTANCE.read_text()
 
 # four scenarios: two that solve, one infeasible (no campus can power a server),
 # one invalid (a route beyond every module's reach)
@@ -249,7 +235,7 @@ def test_missing_base_and_bad_base(tmp_path, run_cli):
     (tmp_path / "tiny.yaml").write_text(TINY.replace("pue: 1.2", "pue: 9"))
     spec.write_text("base: tiny.yaml\n")
     code, _, err = run_cli(["sweep", spec, "--out", tmp_path / "o"])
-    assert code == 2 and "tiny.yaml:3: pue: must be <= 3" in err
+    assert code == 2 and "tiny.yaml:5: pue: must be <= 3" in err
 
 
 def test_list_shows_ids_and_invalid_scenarios(tiny, run_cli):
