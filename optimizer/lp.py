@@ -312,7 +312,9 @@ def _solve_pulp(model: LinearModel, params: SolveParameters) -> SolveResult:
 
 _CBC_RESULT = re.compile(r"Result - (.*)")
 _CBC_OBJ = re.compile(r"Objective value:\s+(\S+)")
-_CBC_BOUND = re.compile(r"Lower bound:\s+(\S+)")
+# CBC prints the bound in the user's sense: "Lower bound:" when minimising,
+# "Upper bound:" when maximising (PuLP passes -max)
+_CBC_BOUND = re.compile(r"(?:Lower|Upper) bound:\s+(\S+)")
 
 
 def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> SolveResult:
@@ -337,8 +339,6 @@ def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> Sol
     if m:
         try:
             bound = float(m.group(1))
-            if model.maximize:
-                bound = -bound if obj is not None and bound == -obj else bound
         except ValueError:
             bound = None
     if result.startswith("Optimal"):
@@ -353,10 +353,6 @@ def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> Sol
         status = "feasible"
     else:
         status = "no_solution"
-    if status == "feasible" and bound is not None and obj is not None:
-        # CBC prints the bound in its internal minimisation sense
-        if model.maximize:
-            bound = abs(bound) if obj >= 0 else bound
     return SolveResult(status, values if status in ("optimal", "feasible") else None, obj,
                        bound, rel_gap(obj, bound) if status == "feasible" else (0.0 if status == "optimal" else None),
                        "cbc", 0.0, result)
