@@ -56,9 +56,11 @@ def extract_plan(pm: PlanningModel, res: SolveResult) -> dict:
         rows = []
         for o, opt in enumerate(E["options"][i]):
             wlv = _r(val(V["wavelengths"][i, o]))
-            if wlv == 0:
-                continue
             pairs = _r(val(V["pairs"][i, o])) if (i, o) in V["pairs"] else wlv
+            # a solver stopped early (or an incomplete tie-break) may light pairs it
+            # puts no wavelength on: they are paid for, so the plan lists them
+            if wlv == 0 and pairs == 0:
+                continue
             line = cat.line_systems[opt.band] if opt.band else None
             fiber_usd = net.fiber_cost_usd_per_pair(r, line, cat) * pairs
             rows.append({

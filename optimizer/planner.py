@@ -178,6 +178,19 @@ def loss_budgets(li: LoadedInstance) -> tuple[dict[str, float], float]:
     return intra, inter
 
 
+def pp_latency_room(li: LoadedInstance, intra: dict[str, float], inter: float) -> float:
+    """Share of the single-site step a split pipeline's fill/drain latency may add: what
+    the widest loss bound (as verify.py applies it) leaves once the DP phases use their
+    whole budgets. Tiny models with ~1 ms steps found it missing: a 61 km split added
+    0.6 ms of latency, a 45 % loss."""
+    b = li.instance.job.efficiency_loss_bound
+    widest = max(b.intra_region, b.campus)
+    room = widest / (1 - widest) - max(intra.values())
+    if len(li.instance.regions) > 1:
+        room = min(room, b.inter_region / (1 - b.inter_region) - (max(intra.values()) + inter))
+    return max(0.0, room * (1 - 1e-6))
+
+
 # ---------------------------------------------------------------- build
 
 def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
@@ -201,15 +214,18 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
     intra_budget, inter_budget = loss_budgets(li)
     F.update(params=params, bytes_per_element=beta, intra_budget=intra_budget, inter_budget=inter_budget)
 
-    # elastic slack: penalised violation of budgets and targets (infeasibility explanation)
-    slacks: dict[str, Var] = {}
+    # elastic slack: penalised violation of budgets, fiber pairs and targets (infeasibility
+    # explanation). Each slack is a fraction of its own limit (violation = value x unit_scale),
+    # so penalties are O(1): cost coefficients like 1/(50 Pbit/s in Gb/s) = 2e-8 made HiGHS
+    # 1.13's MIP presolve return wrong optima.
+    slacks: dict[str, tuple[Var, float]] = {}
 
     def slack(name: str, unit_scale: float) -> Expr:
         if not elastic:
             return Expr()
         s = lm.var(f"slack[{name}]")
         slacks[name] = (s, unit_scale)
-        return Expr({s.index: 1.0})
+        return Expr({s.index: unit_scale})
     V["slack"] = slacks
 
     K = range(len(candidates))
@@ -235,13 +251,15 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
     intra_routes = [i for i, r in enumerate(routes) if region_of[r.a] == region_of[r.b]]
     n: dict[tuple[int, int], Var] = {}
     if inst.network.allow_split_pipelines:
+        pp_room = pp_latency_room(li, intra_budget, inter_budget)
         for i in intra_routes:
             r = routes[i]
+            fill_drain_s = 2 * perf.one_way_latency_s(r.distance_km, inst.network.latency_us_per_km)
             a_av = li.accelerators_at(next(c for c in campuses if c.name == r.a))
             b_av = li.accelerators_at(next(c for c in campuses if c.name == r.b))
             for k in K:
                 cand = candidates[k]
-                if cand.pp % 2 or cand.pp < 2:
+                if cand.pp % 2 or cand.pp < 2 or fill_drain_s > pp_room * cand.step_time_s:
                     continue
                 half = cand.replica_accelerators // 2
                 cap = min(cand.dp, a_av // half, b_av // half)
@@ -290,7 +308,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
             lm.add(lsum(j * kap[j] for j in kap) == lsum(y[cn] for cn in names), f"campus_count_def[{r.name}]")
             lm.add(lsum(kap.values()) == vr[r.name], f"campus_count_onehot[{r.name}]")
             for j in range(2, len(names) + 1):
-                om = lm.var(f"phi_x_count[{r.name},{j}]")
+                om = lm.var(f"phi_x_count[{r.name},{j}]", 0, phi_max)
                 _mccormick(lm, om, phi, kap[j], phi_max, f"{r.name},{j}")
                 omega[r.name, j] = om
     xi: dict[int, Var] = {}
@@ -299,7 +317,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         lm.add(lsum(j * rho[j] for j in rho) == lsum(vr.values()), "region_count_def")
         lm.add(lsum(rho.values()) <= 1, "region_count_onehot")
         for j in range(2, len(regions) + 1):
-            xi[j] = lm.var(f"phi_x_regions[{j}]")
+            xi[j] = lm.var(f"phi_x_regions[{j}]", 0, phi_max)
             _mccormick(lm, xi[j], phi, rho[j], phi_max, f"regions,{j}")
 
     # ---- DP demand between site pairs and its routing
@@ -317,12 +335,14 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         if not paths:
             lm.add(y[a] + y[b] <= 1, f"no_path[{a},{b}]")
             continue
-        dem = lm.var(f"dp_demand[{a},{b}]")
-        demand[("intra", a, b)] = dem
         big_m = k_intra[rname] * phi_max
+        # finite bounds (valid: no optimum needs more) keep HiGHS's MIP presolve sound;
+        # with unbounded columns next to these big-M rows 1.13 declared feasible models infeasible
+        dem = lm.var(f"dp_demand[{a},{b}]", 0, big_m)
+        demand[("intra", a, b)] = dem
         rate = lsum((k_intra[rname] / j) * omega[rname, j] for j in range(2, len([c for c in campuses if region_of[c.name] == rname]) + 1))
         lm.add(dem >= rate - big_m * (2 - y[a] - y[b]), f"dp_demand_def[{a},{b}]")
-        fl = [lm.var(f"dp_flow[{a},{b},{p}]") for p in range(len(paths))]
+        fl = [lm.var(f"dp_flow[{a},{b},{p}]", 0, big_m) for p in range(len(paths))]
         lm.add(lsum(fl) >= dem, f"dp_route[{a},{b}]")
         for p, path in enumerate(paths):
             flows[("intra", a, b, p)] = fl[p]
@@ -335,14 +355,14 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         if not paths:
             lm.add(vr[ra] + vr[rb] <= 1, f"no_path[{ra},{rb}]")
             continue
-        dem = lm.var(f"dp_demand[{ra},{rb}]")
-        demand[("inter", ra, rb)] = dem
         big_m = k_inter * phi_max
+        dem = lm.var(f"dp_demand[{ra},{rb}]", 0, big_m)
+        demand[("inter", ra, rb)] = dem
         rate = lsum((k_inter / j) * xi[j] for j in xi)
         lm.add(dem >= rate - big_m * (2 - vr[ra] - vr[rb]), f"dp_demand_def[{ra},{rb}]")
-        fl = [lm.var(f"dp_flow[{ra},{rb},{p}]") for p in range(len(paths))]
+        fl = [lm.var(f"dp_flow[{ra},{rb},{p}]", 0, big_m) for p in range(len(paths))]
         lm.add(lsum(fl) >= dem, f"dp_route[{ra},{rb}]")
-        tg = [lm.var(f"target_flow[{ra},{rb},{p}]") for p in range(len(paths))] if inter_target > 0 else []
+        tg = [lm.var(f"target_flow[{ra},{rb},{p}]", 0, inter_target) for p in range(len(paths))] if inter_target > 0 else []
         if tg:
             lm.add(lsum(tg) + slack(f"inter_region_target[{ra},{rb}]", inter_target) >= inter_target,
                    f"inter_target[{ra},{rb}]")
@@ -370,8 +390,11 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         opts_by_route[i] = opts
         cap = Expr()
         lit = Expr()
+        # the elastic model may light more pairs than the route has (penalised slack)
+        pair_cap = max(10 * r.fiber_pairs_available, r.fiber_pairs_available + 1000) if elastic \
+            else r.fiber_pairs_available
         for o, opt in enumerate(opts):
-            max_wl = r.fiber_pairs_available * opt.channels_per_pair
+            max_wl = pair_cap * opt.channels_per_pair
             wv = lm.var(f"wavelengths[{i},{opt.module},{opt.band}]", 0, max_wl, True)
             wl[i, o] = wv
             cap.iadd(wv, opt.rate_gbps)
@@ -379,7 +402,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
                 lit.iadd(wv)
                 pair_count = Expr.of(wv)
             else:
-                pv = lm.var(f"fiber_pairs[{i},{opt.module},{opt.band}]", 0, r.fiber_pairs_available, True)
+                pv = lm.var(f"fiber_pairs[{i},{opt.module},{opt.band}]", 0, pair_cap, True)
                 pairs[i, o] = pv
                 lm.add(wv <= opt.channels_per_pair * pv, f"spectrum[{i},{o}]")
                 lit.iadd(pv)
@@ -392,7 +415,8 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
             for end in (r.a, r.b):
                 dci_power_at[end].iadd(wv, opt.module_power_w)
                 dci_power_at[end].iadd(pair_count, opt.pair_power_w_per_end)
-        lm.add(lit <= r.fiber_pairs_available, f"fiber_pairs[{i}]")
+        lm.add(lit <= r.fiber_pairs_available + slack(f"fiber_pairs[{i}]", r.fiber_pairs_available),
+               f"fiber_pairs[{i}]")
         capacity[i] = cap
         lm.add(load[i] <= u_max * cap, f"dp_load[{i}]")
         if target_flow[i].terms:
@@ -463,7 +487,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
     E["throughput"] = throughput
     if elastic:
         # minimal total violation, each slack relative to its own limit
-        lm.set_objective(lsum(s * (1.0 / scale) for s, scale in slacks.values()), maximize=False)
+        lm.set_objective(lsum(s for s, _ in slacks.values()), maximize=False)
         if inst.objective == "min-cost":
             if inst.job.min_tokens_per_s:
                 lm.add(throughput >= inst.job.min_tokens_per_s, "min_tokens")
