@@ -415,7 +415,8 @@ def cross_check(inst: Instance, catalog: cat.Catalog, fname: str, lines: LineMap
             add(loc, f"second route between '{route.a}' and '{route.b}' (also routes[{seen_pairs[pair]}]); give one route with the total fiber_pairs_available")
         seen_pairs.setdefault(pair, i)
         if route.distance_km > max_reach:
-            add(loc + ("distance_km",), f"{route.distance_km:g} km is beyond every DCI module's reach in the catalog (longest {max_reach:g} km); add a regeneration site as a campus-less hop is not supported: split the route or add a longer-reach module to catalog_overrides.dci_optics")
+            longest = ", ".join(sorted(m for m, o in catalog.dci_optics.items() if o.reach_km == max_reach))
+            add(loc + ("distance_km",), f"{route.distance_km:g} km is beyond every DCI module's reach in the catalog (longest {max_reach:g} km: {longest}); regeneration between campuses is not modelled: split the route at a campus or add a longer-reach module to catalog_overrides.dci_optics")
         for j, band in enumerate(route.band_plans or []):
             if band not in catalog.line_systems:
                 add(loc + ("band_plans", j), did_you_mean(band, catalog.line_systems))
@@ -424,7 +425,10 @@ def cross_check(inst: Instance, catalog: cat.Catalog, fname: str, lines: LineMap
                 add(loc + ("modules", j), did_you_mean(module, catalog.dci_optics))
         if route.modules and all(m in catalog.dci_optics for m in route.modules) and \
                 max(catalog.dci_optics[m].reach_km for m in route.modules) < route.distance_km <= max_reach:
-            add(loc + ("modules",), f"none of the allowed modules reaches {route.distance_km:g} km; allow one that does")
+            best = max(route.modules, key=lambda m: catalog.dci_optics[m].reach_km)
+            reaching = sorted((m for m, o in catalog.dci_optics.items() if o.reach_km >= route.distance_km),
+                              key=lambda m: (-catalog.dci_optics[m].rate_gbps, m))
+            add(loc + ("modules",), f"none of the allowed modules reaches {route.distance_km:g} km (longest: {best}, {catalog.dci_optics[best].reach_km:g} km); allow one that does, e.g. {reaching[0]} ({catalog.dci_optics[reaching[0]].reach_km:g} km)")
 
     # job
     job = inst.job

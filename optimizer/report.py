@@ -1,6 +1,8 @@
 """Human-readable report of a plan (text for the terminal, Markdown for --out)."""
 from __future__ import annotations
 
+import math
+
 
 def _fmt_gbps(g: float) -> str:
     if g >= 1e6:
@@ -21,18 +23,37 @@ def _table(headers: list[str], rows: list[list], md: bool) -> list[str]:
     return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells]
 
 
+def _num(x: float, digits: int = 4) -> str:
+    """x with at least `digits` significant digits and thousands separators (0.05 MW stays 0.05)."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    decimals = max(0, min(9, digits - 1 - math.floor(math.log10(abs(x)))))
+    return f"{x:,.{decimals}f}".rstrip("0").rstrip(".") if decimals else f"{x:,.0f}"
+
+
+def _limit_phrase(plan: dict) -> str:
+    term = plan.get("termination") or {}
+    if term.get("reason") == "time_limit":
+        return f"the solver stopped at its time limit ({term['time_limit_s']:g} s)"
+    msg = term.get("solver_message")
+    return "the solver stopped before proving optimality" + (f" ({msg})" if msg else "")
+
+
 def first_line(plan: dict) -> str:
     st = plan["status"]
     if st == "optimal":
         return f"OPTIMAL plan for {plan['instance']} (proven within gap {plan['solver']['gap_limit']:g})"
     if st == "feasible":
         o = plan["objective"]
+        unit = o.get("unit", "")
         gap = "unknown" if o["gap"] is None else f"{o['gap']:.2%}"
-        return (f"FEASIBLE plan for {plan['instance']}, NOT proven optimal: the solver stopped at its time limit "
-                f"(incumbent {o['value']:,.6g}, bound {o['bound'] if o['bound'] is None else format(o['bound'], ',.6g')}, gap {gap})")
+        bound = "unknown" if o["bound"] is None else f"{o['bound']:,.6g} {unit}"
+        return (f"FEASIBLE plan for {plan['instance']}, NOT proven optimal: {_limit_phrase(plan)} "
+                f"(incumbent {o['value']:,.6g} {unit}, bound {bound}, gap {gap})")
     if st == "no_solution":
         return f"NO PLAN for {plan['instance']}: {plan.get('message', 'no incumbent found')}"
-    return f"INFEASIBLE: {plan['instance']} has no plan"
+    summary = (plan.get("infeasibility") or {}).get("summary")
+    return f"INFEASIBLE: {plan['instance']} has no plan" + (f" (conflict: {summary})" if summary else "")
 
 
 def render(plan: dict, md: bool = False) -> str:
@@ -43,6 +64,20 @@ def render(plan: dict, md: bool = False) -> str:
         if inf:
             out.append(h("Why"))
             out += [f"- {line}" for line in inf.get("explanation", [])] or ["- (no explanation found)"]
+            changes = inf.get("smallest_changes") or []
+            if changes:
+                title = "Smallest change that makes it feasible" if len(changes) == 1 else \
+                    "Smallest set of changes that makes it feasible"
+                if not inf.get("proven_minimal", True):
+                    title += " (not proven smallest: time limit)"
+                out.append(h(title))
+                out += [f"- {c['action']}" + (f"  [{c['field']}: {_num(c['limit'], 9)} -> {_num(c['needed'], 9)}]"
+                                              if c.get("field") else "") for c in changes]
+            alts = inf.get("alternatives") or []
+            if alts:
+                out.append(h("Or, keeping budgets and fiber as they are"))
+                out += [f"- {c['action']}  [{c['field']}: {_num(c['limit'], 9)} -> {_num(c['needed'], 9)}]"
+                        for c in alts]
         return "\n".join(out) + "\n"
     P, perf, T = plan["parallelism"], plan["performance"], plan["totals"]
     o = plan["objective"]
@@ -65,7 +100,7 @@ def render(plan: dict, md: bool = False) -> str:
     out.append(h("Placement"))
     rows = [[p["campus"], p["region"], p["replicas"], p["split_pipeline_halves"], f"{p['accelerators']:,}",
              f"{p['accelerators_available']:,}", p["domains_used"],
-             f"{T['power_w_by_campus'][p['campus']] / 1e6:,.1f}/{T['power_budget_w_by_campus'][p['campus']] / 1e6:,.0f}"]
+             f"{_num(T['power_w_by_campus'][p['campus']] / 1e6, 3)}/{_num(T['power_budget_w_by_campus'][p['campus']] / 1e6)}"]
             for p in plan["placement"]]
     out += _table(["campus", "region", "replicas", "split halves", "accelerators", "available", "domains", "power MW used/budget"], rows, md)
     for sp in plan["split_pipelines"]:

@@ -1,14 +1,29 @@
 """Solve an instance end to end: candidates, model, solver, tie-break, plan, verification.
 
-A plan is emitted only if the independent verifier accepts it. An infeasible
-instance is explained with an elastic copy of the model (penalised slack on
-every budget and target, minimal total relative violation).
+A plan is emitted only if the independent verifier accepts it.
+
+Termination is reported as the solver reports it (lp.py reads each backend's
+own status, not PuLP's): `optimal` only with a proof; a run stopped by the
+time limit is `feasible` (incumbent, bound, gap) or `no_solution`; a backend
+that stops without a plan and without a time limit is a SolverError.
+
+An infeasible instance is explained with an elastic copy of the model
+(penalised slack on every campus power budget, the capex budget, every
+route's fiber pairs and every target). The job (its minimums, its traffic)
+and the targets are taken as stated: budgets and fiber give way first, and a
+target only when no amount of fiber can carry it (two lexicographic solves:
+least target shortfall, then least relative increase of budgets and fiber,
+each slack relative to its own limit). The changes are listed with
+the field to edit, rounded so that applying them all makes the instance
+feasible. When targets are set, a second elastic solve gives the alternative
+that keeps budgets and fiber as they are and lowers the targets instead.
+Conflicts found before any model (no split fits the HBM, the job's minimum
+throughput or size is out of reach) are explained from the split table.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import replace
@@ -17,10 +32,14 @@ from pathlib import Path
 from . import performance as perf
 from .errors import SolverError
 from .instance import LoadedInstance
-from .lp import SolveParameters, solve
+from .lp import SolveParameters, SolveResult, lsum, solve
 from .plan import bom_csv, extract_plan
 from .planner import GBPS_PER_PBPS, MW, build_model, select_candidates
 from .verify import verify_plan
+
+RESOURCE_KINDS = ("power", "capex", "fiber_pairs")
+TARGET_KINDS = ("intra_region_target", "inter_region_target")
+MIN_EXPLAIN_S = 1.0          # an explanation gets at least this much solver time
 
 
 class PlanRejected(Exception):
@@ -29,62 +48,107 @@ class PlanRejected(Exception):
 
 def solve_instance(li: LoadedInstance, params: SolveParameters = SolveParameters(),
                    objective: str | None = None, extra_rows=None) -> dict:
-    """Return a plan dict (status optimal/feasible) or an infeasibility report."""
+    """Return a plan dict (status optimal/feasible), a no_solution report (time limit
+    before any plan) or an infeasibility report. Raises SolverError, PlanRejected."""
     objective = objective or li.instance.objective
     if objective != li.instance.objective:
         li = LoadedInstance(li.instance.model_copy(update={"objective": objective}), li.catalog, li.path, li.raw)
     t0 = time.perf_counter()
     candidates, n_splits = select_candidates(li)
     cand_s = time.perf_counter() - t0
+    return _solve_with(li, candidates, n_splits, params, extra_rows, cand_s, fallback=True)
+
+
+def _solve_with(li, candidates, n_splits, params, extra_rows, cand_s, fallback) -> dict:
+    objective = li.instance.objective
     if not candidates:
-        return _no_split_report(li, n_splits, cand_s)
+        return explain_infeasible(li, params, cand_s, 0.0, n_splits, extra_rows=extra_rows, fallback=fallback)
     pm = build_model(li, candidates)
     if extra_rows:
         extra_rows(pm)
     res = solve(pm.lm, params)
     solve_s = res.solve_s
     build_s = cand_s + pm.build_s
-    if res.status in ("infeasible", "no_solution") and res.values is None:
-        if res.status == "infeasible":
-            return explain_infeasible(li, candidates, params, build_s, solve_s, n_splits)
-        return _solver_block(li, {"status": "no_solution", "message": "stopped by the time limit before any plan was found; "
-                                  "raise --time-limit or loosen --gap"}, params, pm, build_s, solve_s, n_splits)
     if res.status == "unbounded":
-        raise SolverError(f"backend '{params.backend}' reports the model unbounded: a modelling bug")
+        raise SolverError(f"backend '{params.backend}' reports the model unbounded: a modelling bug; "
+                          f"try --solver {_alternative(params.backend)} to cross-check")
+    if res.values is None:
+        if res.status == "infeasible":
+            return explain_infeasible(li, params, build_s, solve_s, n_splits, extra_rows=extra_rows,
+                                      fallback=fallback)
+        # no plan, no proof: honest only if a limit stopped the solver
+        if not _stopped_at_time_limit(res, params):
+            raise SolverError(f"backend '{params.backend}' stopped without a plan and without proving the "
+                              f"instance infeasible ({res.message or 'no reason given'}); "
+                              f"try --solver {_alternative(params.backend)}")
+        report = {"status": "no_solution",
+                  "message": f"the solver stopped at its time limit ({params.time_limit_s:g} s) before "
+                             "finding any plan; feasibility is unknown: raise --time-limit",
+                  "termination": _termination(res, params),
+                  "objective": {"name": objective, "unit": _unit(objective), "value": None,
+                                "bound": res.bound, "gap": None}}
+        return _solver_block(li, report, params, pm, build_s, solve_s, n_splits)
     primary = res
     tie_status = "not_run"
     # deterministic tie-break: among optimal plans, the cheapest (max-throughput) or
-    # the fastest (min-cost)
-    remaining = None if params.time_limit_s is None else max(1.0, params.time_limit_s - solve_s)
+    # the fastest (min-cost); it gets what the time limit leaves
     if res.status == "optimal":
-        from .lp import lsum
-        lm = pm.lm
-        if objective == "max-throughput":
-            tol = 1e-9 * max(1.0, abs(res.objective))
-            lm.add(pm.e["throughput"] >= res.objective - tol, "tie_break_keep_throughput")
-            lm.set_objective(pm.e["capex"], maximize=False)
+        remaining = None if params.time_limit_s is None else params.time_limit_s - solve_s
+        if remaining is not None and remaining <= 0.05:
+            tie_status = "skipped (time limit used up)"
         else:
-            tol = 1e-9 * max(1.0, abs(res.objective)) + 1e-6
-            lm.add(pm.e["capex"] <= res.objective + tol, "tie_break_keep_cost")
-            lm.set_objective(pm.e["throughput"], maximize=True)
-        res2 = solve(lm, replace(params, time_limit_s=remaining))
-        solve_s += res2.solve_s
-        if res2.values is not None:
-            res = replace(res2, objective=primary.objective, bound=primary.bound, gap=primary.gap, status="optimal")
-            tie_status = "optimal" if res2.status == "optimal" else "incomplete"
-        else:
-            tie_status = "incomplete"
+            lm = pm.lm
+            if objective == "max-throughput":
+                tol = 1e-9 * max(1.0, abs(res.objective))
+                lm.add(pm.e["throughput"] >= res.objective - tol, "tie_break_keep_throughput")
+                lm.set_objective(pm.e["capex"], maximize=False)
+            else:
+                tol = 1e-9 * max(1.0, abs(res.objective)) + 1e-6
+                lm.add(pm.e["capex"] <= res.objective + tol, "tie_break_keep_cost")
+                lm.set_objective(pm.e["throughput"], maximize=True)
+            res2 = solve(lm, replace(params, time_limit_s=remaining))
+            solve_s += res2.solve_s
+            if res2.values is not None:
+                res = replace(res2, objective=primary.objective, bound=primary.bound, gap=primary.gap, status="optimal")
+                tie_status = "optimal" if res2.status == "optimal" else "incomplete"
+            else:
+                tie_status = "incomplete"
     plan = extract_plan(pm, res)
     plan["objective"]["value"] = primary.objective
     plan["objective"]["bound"] = primary.bound
     plan["objective"]["gap"] = primary.gap
     plan["status"] = primary.status
+    if primary.status == "feasible":
+        plan["termination"] = _termination(primary, params)
     plan["solver"] = _solver_info(params, pm, build_s, solve_s, n_splits, tie_status)
     violations = verify_plan(plan, li)
     plan["verification"] = {"passed": not violations, "violations": violations}
     if violations:
         raise PlanRejected("the independent verifier rejected the plan:\n  " + "\n  ".join(violations))
     return plan
+
+
+def _unit(objective: str) -> str:
+    return "tokens/s" if objective == "max-throughput" else "USD"
+
+
+def _alternative(backend: str) -> str:
+    from .lp import available_backends
+    others = [b for b in available_backends() if b != backend]
+    return others[0] if others else "another backend"
+
+
+def _stopped_at_time_limit(res: SolveResult, params: SolveParameters) -> bool:
+    if params.time_limit_s is None:
+        return False
+    # HiGHS and CBC say so; OR-Tools gives no reason, its elapsed time does
+    return "time" in (res.message or "").lower() or res.solve_s >= 0.9 * params.time_limit_s
+
+
+def _termination(res: SolveResult, params: SolveParameters) -> dict:
+    at_limit = _stopped_at_time_limit(res, params)
+    return {"reason": "time_limit" if at_limit else "solver_stopped",
+            "time_limit_s": params.time_limit_s, "solver_message": res.message or ""}
 
 
 def _solver_info(params, pm, build_s, solve_s, n_splits, tie_status="not_run") -> dict:
@@ -105,79 +169,308 @@ def _solver_block(li, report, params, pm, build_s, solve_s, n_splits):
     return report
 
 
-def _no_split_report(li, n_splits, cand_s) -> dict:
-    w = perf.workload_from_instance(li)
-    job = li.instance.job
-    reasons = []
-    if n_splits == 0:
-        # the smallest memory need over the largest practical split
-        best = None
-        dom = w.domain
-        for tp in sorted({t for t in range(1, dom.accelerators_per_domain + 1)
-                          if dom.accelerators_per_domain % t == 0 and w.dims.heads % t == 0}, reverse=True)[:1]:
-            ev = perf.evaluate_split(w, tp, w.dims.layers, 1, micro_batch=1, interleave=1, recompute="full")
-            best = ev
-        if best is not None:
-            reasons.append(f"memory: no split fits {w.accelerator.hbm_gb:g} GB of HBM; even TP {best['tp']} x PP {best['pp']} "
-                           f"with full recompute needs: {best.get('reason') or 'see evaluate'}")
-        else:
-            reasons.append("memory: no split fits the accelerator's HBM")
-    else:
-        reasons.append(f"throughput: none of the {n_splits} memory-feasible splits reaches the job's minimum "
-                       f"(min_tokens_per_s={job.min_tokens_per_s}, min_accelerators={job.min_accelerators}) "
-                       "with the accelerators the campuses can power")
-    return {"schema_version": "1.0", "instance": li.instance.name, "status": "infeasible",
-            "infeasibility": {"violations": [], "explanation": reasons},
-            "solver": {"build_s": round(cand_s, 4), "splits_enumerated": n_splits}}
+# ------------------------------------------------------------------ numbers in the planner's units
+
+def _decimals(x: float, digits: int = 4) -> int:
+    """Decimals that show `digits` significant digits of x (at least 0, at most 9)."""
+    if x == 0 or not math.isfinite(x):
+        return 0
+    return max(0, min(9, digits - 1 - math.floor(math.log10(abs(x)))))
 
 
-def explain_infeasible(li, candidates, params, build_s, solve_s, n_splits) -> dict:
-    """Elastic model: which budgets/targets conflict and by how much (planner units)."""
+def _snap(x: float) -> float:
+    """x to 9 significant digits: drops the solver's feasibility-tolerance noise
+    (0.10240000003 -> 0.1024) before rounding to what is shown."""
+    return float(f"{x:.9g}")
+
+
+def _round_up(x: float, decimals: int) -> float:
+    f = 10 ** decimals
+    return math.ceil(x * f - 1e-9) / f
+
+
+def _round_down(x: float, decimals: int) -> float:
+    f = 10 ** decimals
+    return math.floor(x * f + 1e-9) / f
+
+
+def _fmt(x: float, decimals: int) -> str:
+    text = f"{x:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if decimals else text
+
+
+def _need_and_limit(limit: float, need: float) -> tuple[float, int]:
+    """The need rounded up to enough decimals that it prints above the limit."""
+    d = max(_decimals(limit), _decimals(need), _decimals(need - limit, 2))
+    need_r = _round_up(need, d)
+    while d < 9 and _fmt(need_r, d) == _fmt(limit, d):
+        d += 1
+        need_r = _round_up(need, d)
+    return need_r, d
+
+
+def _achievable(limit: float, have: float) -> tuple[float, int]:
+    """What can be reached, rounded down, with enough decimals to differ from the limit."""
+    d = max(_decimals(limit), _decimals(have) if have > 0 else 0, _decimals(limit - have, 2))
+    have_r = max(0.0, _round_down(have, d))
+    while d < 9 and _fmt(have_r, d) == _fmt(limit, d):
+        d += 1
+        have_r = max(0.0, _round_down(have, d))
+    return have_r, d
+
+
+# ------------------------------------------------------------------ infeasibility
+
+def _without_power_limits(li: LoadedInstance) -> LoadedInstance:
+    """The instance with unlimited campus power: splits are then limited by the
+    accelerators on site only, so the elastic model can say how much power they need."""
+    regions = [r.model_copy(update={"campuses": [c.model_copy(update={"power_budget_mw": 1e12}) for c in r.campuses]})
+               for r in li.instance.regions]
+    return LoadedInstance(li.instance.model_copy(update={"regions": regions}), li.catalog, li.path, li.raw)
+
+
+def _field_of_campus(li: LoadedInstance, name: str) -> str:
+    for ri, region in enumerate(li.instance.regions):
+        for ci, c in enumerate(region.campuses):
+            if c.name == name:
+                return f"regions[{ri}].campuses[{ci}]"
+    raise KeyError(name)
+
+
+def _infeasible_report(li, lines, changes, params, pm, build_s, solve_s, n_splits, *, alternatives=(),
+                       violations=None, kind_summary="", proven_minimal=True) -> dict:
+    return _solver_block(li, {
+        "status": "infeasible",
+        "infeasibility": {"summary": kind_summary, "explanation": lines,
+                          "violations": violations if violations is not None else list(changes),
+                          "smallest_changes": list(changes), "alternatives": list(alternatives),
+                          "proven_minimal": proven_minimal}}, params, pm, build_s, solve_s, n_splits)
+
+
+def explain_infeasible(li: LoadedInstance, params: SolveParameters, build_s: float, solve_s: float,
+                       n_splits: int, extra_rows=None, fallback: bool = True) -> dict:
+    """Which budgets, fiber pairs or targets conflict, by how much, and what to change."""
+    t0 = time.perf_counter()
+    free = _without_power_limits(li)
+    candidates, n_free = select_candidates(free)
+    build_s += time.perf_counter() - t0
+    if n_free == 0:
+        return _memory_report(li, params, build_s, solve_s, n_splits)
+    if not candidates:
+        return _job_minimum_report(li, free, params, build_s, solve_s, n_free)
     pm = build_model(li, candidates, elastic=True)
-    res = solve(pm.lm, replace(params, time_limit_s=params.time_limit_s))
-    solve_s += res.solve_s
-    violations = []
-    lines = []
+    build_s += pm.build_s
+    left = None if params.time_limit_s is None else max(MIN_EXPLAIN_S, params.time_limit_s - solve_s)
+    res, phase_s = _elastic_solve(pm, replace(params, time_limit_s=left))
+    solve_s += phase_s
     if res.values is None:
-        lines.append("the instance stays infeasible even with every budget and target relaxed: "
-                     "fiber pairs, reach or accelerator counts cannot host any split")
-    else:
-        for name, (var, scale) in sorted(pm.v["slack"].items()):
-            amount = res.value(var)
-            if amount <= 1e-6 * max(1.0, scale):
-                continue
-            kind, _, who = name.partition("[")
-            who = who.rstrip("]")
-            if kind == "power":
-                camp = next(c for c in li.campuses if c.name == who)
-                need = camp.power_budget_mw + amount / MW
-                lines.append(f"campus {who} needs {need:,.1f} MW for the cheapest feasible plan; budget is {camp.power_budget_mw:,.1f} MW")
-                violations.append({"kind": "power", "where": who, "limit": camp.power_budget_mw, "needed": need, "unit": "MW"})
-            elif kind == "capex":
-                cap = li.instance.budgets.capex_usd
-                lines.append(f"capex needs ${cap + amount:,.0f} at least; budget is ${cap:,.0f}")
-                violations.append({"kind": "capex", "where": "budgets.capex_usd", "limit": cap, "needed": cap + amount, "unit": "USD"})
-            elif kind == "intra_region_target":
-                region = next(r for r in li.instance.regions if r.name == who)
-                target = li.intra_target_pbps(region)
-                have = target - amount / GBPS_PER_PBPS
-                lines.append(f"region {who}: intra-region target {target:g} Pbit/s, at most {have:,.3f} Pbit/s can be built "
-                             f"within the fiber pairs, reach and budgets")
-                violations.append({"kind": "intra_region_target", "where": who, "limit": target, "achievable": have, "unit": "Pbit/s"})
-            elif kind == "inter_region_target":
-                target = li.instance.targets.inter_region_pbps
-                have = target - amount / GBPS_PER_PBPS
-                detail = _inter_route_hint(li, who, pm, res)
-                lines.append(f"regions {who.replace(',', '-')}: inter-region target {target:g} Pbit/s, at most {have:,.3f} Pbit/s "
-                             f"can be built{detail}")
-                violations.append({"kind": "inter_region_target", "where": who, "limit": target, "achievable": have, "unit": "Pbit/s"})
-    return {"schema_version": "1.0", "instance": li.instance.name, "status": "infeasible",
-            "infeasibility": {"violations": violations, "explanation": lines,
-                              "smallest_changes": [v for v in violations]},
-            "solver": _solver_info(params, pm, build_s, solve_s, n_splits)}
+        if res.status == "infeasible":
+            lines = _placement_diagnosis(li, candidates)
+            return _infeasible_report(li, lines, [], params, pm, build_s, solve_s, n_splits,
+                                      kind_summary="placement")
+        lines = ["proven infeasible, but the explanation did not finish within the time limit: "
+                 "raise --time-limit to see which budgets or targets conflict"]
+        return _infeasible_report(li, lines, [], params, pm, build_s, solve_s, n_splits,
+                                  kind_summary="unexplained", proven_minimal=False)
+    changes, lines = _changes_from_slack(li, pm, res)
+    if not changes:
+        if extra_rows:
+            lines = ["the instance has plans, but none meets the extra constraints the caller added "
+                     "(e.g. a capex cap below the cheapest plan)"]
+            return _infeasible_report(li, lines, [], params, pm, build_s, solve_s, n_splits,
+                                      kind_summary="extra constraints")
+        # the elastic model found a plan with no violation among splits the power-limited
+        # candidate front left out: solve again with the splits it used
+        if fallback:
+            plan = _solve_with(li, candidates, n_free, params, None, build_s, fallback=False)
+            if plan["status"] in ("optimal", "feasible"):
+                plan["solver"]["candidates_note"] = ("the power-limited candidate splits had no plan; "
+                                                     "solved again with the splits the accelerators on site allow")
+            return plan
+        raise SolverError(f"backend '{params.backend}' found the model infeasible but its elastic copy "
+                          "feasible without any violation (numerical trouble); "
+                          f"try --solver {_alternative(params.backend)}")
+    alternatives = []
+    has_targets = any(name.partition("[")[0] in TARGET_KINDS for name in pm.v["slack"])
+    if has_targets and any(c["kind"] in RESOURCE_KINDS for c in changes):
+        alt = _targets_only(li, pm, params, left)
+        if alt is not None:
+            res_b, solve_b = alt
+            solve_s += solve_b
+            alt_changes, _ = _changes_from_slack(li, pm, res_b)
+            alternatives = [c for c in alt_changes if c["kind"] in TARGET_KINDS]
+    summary = ", ".join(sorted({c["kind"].replace("_", " ") for c in changes}))
+    return _infeasible_report(li, lines, changes, params, pm, build_s, solve_s, n_splits,
+                              alternatives=alternatives, kind_summary=summary,
+                              proven_minimal=res.status == "optimal")
 
 
-def _inter_route_hint(li, who, pm, res) -> str:
+def _slack_sum(pm, kinds) -> "Expr":
+    return lsum(s for name, (s, _) in pm.v["slack"].items() if name.partition("[")[0] in kinds)
+
+
+def _elastic_solve(pm, params) -> tuple[SolveResult, float]:
+    """Lexicographic: first the least relative target shortfall with budgets and fiber
+    free (zero unless no amount of fiber can carry a target), then, keeping it, the
+    least relative increase of budgets and fiber."""
+    lm = pm.lm
+    spent = 0.0
+    if any(name.partition("[")[0] in TARGET_KINDS for name in pm.v["slack"]):
+        lm.set_objective(_slack_sum(pm, TARGET_KINDS), maximize=False)
+        first = solve(lm, params)
+        spent += first.solve_s
+        if first.values is None:
+            return first, spent
+        shortfall = max(0.0, first.objective)
+        lm.add(_slack_sum(pm, TARGET_KINDS) <= shortfall * (1 + 1e-6) + 1e-9, "elastic_keep_target_shortfall")
+        if params.time_limit_s is not None:
+            params = replace(params, time_limit_s=max(MIN_EXPLAIN_S, params.time_limit_s - spent))
+    lm.set_objective(_slack_sum(pm, RESOURCE_KINDS), maximize=False)
+    res = solve(lm, params)
+    return res, spent + res.solve_s
+
+
+def _targets_only(li, pm, params, left):
+    """Re-solve the elastic model with budgets and fiber fixed: how far must targets drop?"""
+    lm = pm.lm
+    saved = {}
+    rows = lm.rows
+    lm.rows = [row for row in rows if row[0] != "elastic_keep_target_shortfall"]
+    for name, (s, scale) in pm.v["slack"].items():
+        if name.partition("[")[0] in RESOURCE_KINDS:
+            saved[s.index] = lm.ub[s.index]
+            lm.ub[s.index] = 0.0
+    objective, maximize = lm.objective, lm.maximize
+    lm.set_objective(_slack_sum(pm, TARGET_KINDS), maximize=False)
+    try:
+        res = solve(lm, replace(params, time_limit_s=left))
+    finally:
+        lm.rows = rows
+        for i, ub in saved.items():
+            lm.ub[i] = ub
+        lm.objective, lm.maximize = objective, maximize
+    if res.values is None:
+        return None
+    return res, res.solve_s
+
+
+def _route_use(li, pm, res, i) -> tuple[str, str]:
+    """What a route's capacity carries in the elastic solution, and how it is lit."""
+    r = li.instance.routes[i]
+    same_region = li.region_of[r.a] == li.region_of[r.b]
+    uses = []
+    if same_region:
+        region = next(x for x in li.instance.regions if x.name == li.region_of[r.a])
+        tgt = li.intra_target_pbps(region)
+        if tgt > 0 and len(region.campuses) > 1:
+            uses.append(f"the intra-region target of region {region.name} ({tgt:g} Pbit/s)")
+    tflow = res.value(pm.e["target_load"][i]) if pm.e["target_load"][i].terms else 0.0
+    if tflow > 1e-6:
+        uses.append(f"the inter-region target ({li.instance.targets.inter_region_pbps:g} Pbit/s; "
+                    f"{tflow / 1e3:,.1f} Tb/s of it on this route)")
+    dp = res.value(pm.e["dp_load"][i]) if pm.e["dp_load"][i].terms else 0.0
+    if dp > 1e-6:
+        uses.append(f"the job's data-parallel sync ({dp / 1e3:,.1f} Tb/s at <= "
+                    f"{li.instance.network.link_utilization_max:.0%} utilisation)")
+    pp = sum(pm.candidates[k].pp_gbps_per_split_pipeline * res.value(var)
+             for (ri, k), var in pm.v["n"].items() if ri == i)
+    if pp > 1e-6:
+        uses.append(f"split pipelines ({pp / 1e3:,.1f} Tb/s)")
+    lit = []
+    for o, opt in enumerate(pm.e["options"][i]):
+        waves = round(res.value(pm.v["wavelengths"][i, o]))
+        if waves <= 0:
+            continue
+        per_pair = opt.rate_gbps * opt.channels_per_pair
+        lit.append(f"{opt.module}{' on ' + opt.band if opt.band else ''} "
+                   f"({per_pair / 1e3:,.1f} Tb/s per pair)")
+    return " and ".join(uses) or "the plan", ", ".join(lit)
+
+
+def _changes_from_slack(li, pm, res) -> tuple[list[dict], list[str]]:
+    changes, lines = [], []
+    inst = li.instance
+    for name, (var, scale) in sorted(pm.v["slack"].items()):
+        # slacks are fractions of their limit (planner.build_model)
+        amount = res.value(var) * scale
+        kind, _, who = name.partition("[")
+        who = who.rstrip("]")
+        if amount <= 1e-6 * max(1.0, scale) + 1e-9:
+            continue
+        if kind == "power":
+            camp = next(c for c in li.campuses if c.name == who)
+            budget = camp.power_budget_mw
+            # a hair above what the solver found: its feasibility tolerance is relative
+            need = _snap(budget + amount / MW)
+            need_r, d = _need_and_limit(budget, need)
+            dom = li.catalog.scale_up_domains[camp.scale_up_domain]
+            acc = round(res.value(pm.e["used"][who]))
+            acc_mw = acc * dom.power_w_per_accelerator * li.campus_pue(camp) / MW
+            rest_mw = res.value(pm.e["power_at"][who]) / MW - acc_mw
+            parts = []
+            if acc:
+                parts.append(f"{acc:,} accelerator{'s' if acc != 1 else ''} {_fmt(acc_mw, d)} MW")
+            if rest_mw > 10 ** -d:
+                parts.append(f"cables and DCI optics {_fmt(rest_mw, d)} MW")
+            detail = " + ".join(parts) + f" (PUE {li.campus_pue(camp):g} included)"
+            lines.append(f"power: campus {who} needs {_fmt(need_r, d)} MW in the closest feasible plan; budget is "
+                         f"{_fmt(budget, d)} MW (+{_fmt(need_r - budget, d)} MW): {detail}")
+            changes.append({"kind": "power", "where": who, "field": f"{_field_of_campus(li, who)}.power_budget_mw",
+                            "limit": budget, "needed": need_r, "unit": "MW",
+                            "action": f"raise the power budget of campus {who} from {_fmt(budget, d)} to {_fmt(need_r, d)} MW"})
+        elif kind == "capex":
+            cap = inst.budgets.capex_usd
+            need_r = float(math.ceil(_snap(cap + amount) - 1e-9))
+            parts = ", ".join(f"{k.replace('_', ' ')} ${res.value(e):,.0f}" for k, e in pm.e["capex_parts"].items()
+                              if res.value(e) > 0.5)
+            lines.append(f"capex: the closest feasible plan costs ${need_r:,.0f}; budget is ${cap:,.0f} "
+                         f"(+${need_r - cap:,.0f}): {parts}")
+            changes.append({"kind": "capex", "where": "budgets.capex_usd", "field": "budgets.capex_usd",
+                            "limit": cap, "needed": need_r, "unit": "USD",
+                            "action": f"raise budgets.capex_usd from ${cap:,.0f} to ${need_r:,.0f}"})
+        elif kind == "fiber_pairs":
+            i = int(who)
+            r = inst.routes[i]
+            need = r.fiber_pairs_available + math.ceil(amount - 1e-6)
+            use, lit = _route_use(li, pm, res, i)
+            lines.append(f"fiber: route {r.a}-{r.b} ({r.distance_km:,.0f} km) needs {need:,} fiber pairs for {use}"
+                         f"{'; lit with ' + lit if lit else ''}; it has {r.fiber_pairs_available:,} "
+                         f"(+{need - r.fiber_pairs_available:,})")
+            changes.append({"kind": "fiber_pairs", "where": f"{r.a}-{r.b}", "field": f"routes[{i}].fiber_pairs_available",
+                            "limit": r.fiber_pairs_available, "needed": need, "unit": "pairs",
+                            "action": f"light {need:,} fiber pairs on route {r.a}-{r.b} (has {r.fiber_pairs_available:,})"})
+        elif kind == "intra_region_target":
+            ri, region = next((j, x) for j, x in enumerate(inst.regions) if x.name == who)
+            target = li.intra_target_pbps(region)
+            have = _snap(max(0.0, target - amount / GBPS_PER_PBPS))
+            have_r, d = _achievable(target, have)
+            lines.append(f"target: region {who} intra-region target {_fmt(target, d)} Pbit/s; at most "
+                         f"{_fmt(have_r, d)} Pbit/s can be built with the fiber and budgets given")
+            changes.append({"kind": kind, "where": who, "field": f"regions[{ri}].intra_region_target_pbps",
+                            "limit": target, "needed": have_r, "unit": "Pbit/s",
+                            "action": f"lower the intra-region target of region {who} from {_fmt(target, d)} "
+                                      f"to {_fmt(have_r, d)} Pbit/s"})
+        elif kind == "inter_region_target":
+            target = inst.targets.inter_region_pbps
+            have = _snap(max(0.0, target - amount / GBPS_PER_PBPS))
+            have_r, d = _achievable(target, have)
+            pair = who.replace(",", "-")
+            lines.append(f"target: inter-region target {_fmt(target, d)} Pbit/s between regions {pair}; at most "
+                         f"{_fmt(have_r, d)} Pbit/s can be built with the fiber and budgets given"
+                         f"{_inter_route_hint(li, who, pm)}")
+            changes.append({"kind": kind, "where": pair, "field": "targets.inter_region_pbps",
+                            "limit": target, "needed": have_r, "unit": "Pbit/s",
+                            "action": f"lower targets.inter_region_pbps from {_fmt(target, d)} to {_fmt(have_r, d)} "
+                                      f"(regions {pair})"})
+    # one global inter-region target: the lowest achievable over region pairs applies
+    inter = [c for c in changes if c["kind"] == "inter_region_target"]
+    if len(inter) > 1:
+        low = min(inter, key=lambda c: c["needed"])
+        changes = [c for c in changes if c["kind"] != "inter_region_target" or c is low]
+    return changes, lines
+
+
+def _inter_route_hint(li, who, pm) -> str:
     ra, rb = who.split(",")
     parts = []
     for i, r in enumerate(li.instance.routes):
@@ -185,13 +478,125 @@ def _inter_route_hint(li, who, pm, res) -> str:
             continue
         opts = pm.e["options"][i]
         if not opts:
+            parts.append(f"{r.a}-{r.b} ({r.distance_km:,.0f} km): no module allowed on it reaches")
             continue
         best = max(opts, key=lambda o: o.rate_gbps * o.channels_per_pair)
         per_pair = best.rate_gbps * best.channels_per_pair
         need_pairs = math.ceil(li.instance.targets.inter_region_pbps * GBPS_PER_PBPS / per_pair)
-        parts.append(f"{r.a}-{r.b} ({r.distance_km:,.0f} km): {best.module} on {best.band} carries "
-                     f"{per_pair / 1000:,.1f} Tb/s per pair, the target alone needs {need_pairs} pairs; route has {r.fiber_pairs_available}")
+        parts.append(f"{r.a}-{r.b} ({r.distance_km:,.0f} km): {best.module}"
+                     f"{' on ' + best.band if best.band else ''} carries {per_pair / 1000:,.1f} Tb/s per pair, "
+                     f"the target alone needs {need_pairs:,} pairs; route has {r.fiber_pairs_available:,}")
     return (": " + "; ".join(parts)) if parts else ""
+
+
+def _placement_diagnosis(li, candidates) -> list[str]:
+    """The elastic model is infeasible: budgets, fiber and targets are not the problem."""
+    job = li.instance.job
+    on_site = {c.name: li.accelerators_at(c) for c in li.campuses}
+    smallest = min(candidates, key=lambda c: c.replica_accelerators)
+    lines = ["no placement of the job fits the campuses, whatever the budgets, fiber pairs and targets:"]
+    biggest = max(on_site.values())
+    if smallest.replica_accelerators > biggest:
+        half = smallest.replica_accelerators // 2
+        split = li.instance.network.allow_split_pipelines and smallest.pp % 2 == 0
+        lines.append(f"the smallest pipeline the memory allows needs {smallest.replica_accelerators:,} accelerators "
+                     f"(TP {smallest.tp} x PP {smallest.pp}) and the largest campus has {biggest:,}"
+                     + (f"; a pipeline split across two campuses needs {half:,} at each end of an intra-region route"
+                        if split else ""))
+    if job.min_accelerators:
+        lines.append(f"job.min_accelerators is {job.min_accelerators:,}; {sum(on_site.values()):,} accelerators are on site")
+    if job.min_tokens_per_s:
+        lines.append(f"job.min_tokens_per_s is {job.min_tokens_per_s:,.0f}")
+    if len(lines) == 1:
+        lines.append("campuses that must both be active have no fiber path between them, or the job's "
+                     "data-parallel traffic cannot be routed (see network.k_paths)")
+    return lines
+
+
+def _memory_report(li, params, build_s, solve_s, n_splits) -> dict:
+    """No split fits the HBM on the accelerators the campuses have."""
+    w = perf.workload_from_instance(li)
+    job = li.instance.job
+    name = job.model if isinstance(job.model, str) else "the model"
+    on_site = sum(li.accelerators_at(c) for c in li.campuses)
+    limit = min(on_site, job.max_accelerators) if job.max_accelerators else on_site
+    usable = w.accelerator.hbm_gb * (1 - w.hbm_reserve_fraction)
+    hbm = (f"{w.accelerator.hbm_gb:g} GB of HBM per {li.catalog.scale_up_domains[li.campuses[0].scale_up_domain].accelerator} "
+           f"({usable:,.1f} GB usable after the {w.hbm_reserve_fraction:.0%} reserve)")
+    table = perf.enumerate_splits(w, max_accelerators=10 ** 15)
+    changes = []
+    if len(table):
+        i = min(range(len(table)), key=lambda j: (int(table.accelerators[j]), float(table.memory_gb[j])))
+        row = table.row(i)
+        need = int(row["accelerators"])
+        where = (f"job.max_accelerators allows {limit:,}" if job.max_accelerators and job.max_accelerators < on_site
+                 else f"the campuses have {on_site:,}")
+        lines = [f"memory: {name} needs at least {need:,} accelerators to fit {hbm}; {where}. The smallest split "
+                 f"that fits is TP {row['tp']} x PP {row['pp']} x DP {row['dp']} (micro-batch {row['micro_batch']}, "
+                 f"recompute {row['recompute']}) at {row['memory_gb']:,.1f} GB per accelerator"]
+        if job.max_accelerators and job.max_accelerators < on_site and need <= on_site:
+            changes.append({"kind": "memory", "where": "job.max_accelerators", "field": "job.max_accelerators",
+                            "limit": job.max_accelerators, "needed": need, "unit": "accelerators",
+                            "action": f"raise job.max_accelerators from {job.max_accelerators:,} to {need:,}"})
+        else:
+            changes.append({"kind": "memory", "where": "accelerators on site", "field": None,
+                            "limit": on_site, "needed": need, "unit": "accelerators",
+                            "action": f"add at least {need - on_site:,} accelerators across the campuses "
+                                      f"(and the power for them), or train a smaller model"})
+    else:
+        tp = max(perf.tp_options(w))
+        mb = min(w.micro_batch_sizes)
+        rc = "full" if "full" in w.recompute_modes else w.recompute_modes[-1]
+        dp = w.global_batch_sequences // mb if w.distributed_optimizer else 1
+        ev = perf.evaluate_split(w, tp, w.layers, dp, micro_batch=mb, interleave=1, recompute=rc)
+        parts = ", ".join(f"{lab} {ev[key]:,.1f}" for key, lab in perf._MEMORY_TERMS)
+        lines = [f"memory: no split of {name} fits {hbm} at any number of accelerators: even the leanest, "
+                 f"TP {tp} (the largest the {w.domain.accelerators_per_domain}-accelerator scale-up domain and the "
+                 f"{w.heads} heads allow) x PP {w.layers} (one layer per stage), micro-batch {mb}, recompute {rc}, "
+                 f"needs {ev['memory_gb']:,.1f} GB per accelerator ({parts} GB)"]
+        changes.append({"kind": "memory", "where": "job.model", "field": None, "limit": round(usable, 3),
+                        "needed": round(ev["memory_gb"], 3), "unit": "GB",
+                        "action": "train a smaller model, or use an accelerator with more HBM "
+                                  "or a larger scale-up domain"})
+    return _infeasible_report(li, lines, changes, params, None, build_s, solve_s, n_splits, kind_summary="memory")
+
+
+def _job_minimum_report(li, free, params, build_s, solve_s, n_free) -> dict:
+    """Splits fit the HBM, but none meets job.min_accelerators / job.min_tokens_per_s."""
+    w = perf.workload_from_instance(li)
+    job = li.instance.job
+    on_site = sum(li.accelerators_at(c) for c in li.campuses)
+    cap = min(on_site, job.max_accelerators) if job.max_accelerators else on_site
+    table = perf.enumerate_splits(w, max_accelerators=max(1, cap))
+    lines, changes = [], []
+    acc = [int(a) for a in table.accelerators]
+    if job.min_accelerators and (not acc or max(acc) < job.min_accelerators):
+        top = max(acc) if acc else 0
+        lines.append(f"job: job.min_accelerators is {job.min_accelerators:,}; the largest split that fits "
+                     f"{'job.max_accelerators' if cap < on_site else 'the accelerators on site'} ({cap:,}) uses "
+                     f"{top:,} (TP x PP x DP must divide the global batch and the scale-up domain)")
+        changes.append({"kind": "job", "where": "job.min_accelerators", "field": "job.min_accelerators",
+                        "limit": job.min_accelerators, "needed": top, "unit": "accelerators",
+                        "action": f"lower job.min_accelerators from {job.min_accelerators:,} to {top:,}"})
+    if job.min_tokens_per_s:
+        ok = [j for j in range(len(table)) if not job.min_accelerators or acc[j] >= job.min_accelerators]
+        if ok:
+            j = max(ok, key=lambda j: float(table.tokens_per_s[j]))
+            row = table.row(j)
+            best = float(row["tokens_per_s"])
+            if best < job.min_tokens_per_s:
+                fastest = math.floor(best)
+                lines.append(f"job: job.min_tokens_per_s is {job.min_tokens_per_s:,.0f}; the fastest split on "
+                             f"{cap:,} accelerators reaches {fastest:,} tokens/s (TP {row['tp']} x PP {row['pp']} x "
+                             f"DP {row['dp']}, single-site, before any DCI loss)")
+                changes.append({"kind": "job", "where": "job.min_tokens_per_s", "field": "job.min_tokens_per_s",
+                                "limit": job.min_tokens_per_s, "needed": fastest, "unit": "tokens/s",
+                                "action": f"lower job.min_tokens_per_s from {job.min_tokens_per_s:,.0f} to "
+                                          f"{fastest:,} or add accelerators"})
+    if not lines:
+        lines.append(f"job: none of the {n_free:,} memory-feasible splits meets the job's minimums "
+                     f"(min_tokens_per_s={job.min_tokens_per_s}, min_accelerators={job.min_accelerators})")
+    return _infeasible_report(li, lines, changes, params, None, build_s, solve_s, n_free, kind_summary="job minimum")
 
 
 def write_outputs(plan: dict, li: LoadedInstance, out_dir: str | Path, report_md: str) -> list[str]:
