@@ -134,5 +134,38 @@ def inter_region_paths(li: LoadedInstance) -> dict[tuple[str, str], list[list[st
                 paths.append(inner)
             if len(paths) == k:
                 break
+        # The k shortest paths may all cross on the same long-haul route (detours
+        # inside a region are cheap in km), leaving a parallel long-haul route
+        # unusable for the target: phoenix-texas needs both of its 48-pair routes
+        # for 1 Pbit/s. Add the shortest path through every region-crossing route
+        # that no candidate path uses yet.
+        for i, r in enumerate(li.instance.routes):
+            if li.region_of[r.a] == li.region_of[r.b]:
+                continue
+            if any(i in path_routes(g, p) for p in paths):
+                continue
+            via = _shortest_path_through(h, src, dst, r.a, r.b)
+            if via is not None and via[1:-1] not in paths:
+                paths.append(via[1:-1])
         out[(ra, rb)] = paths
     return out
+
+
+def _shortest_path_through(h: nx.Graph, s, t, u, v) -> list | None:
+    """Shortest simple s-t path in h that traverses edge u-v (either direction)."""
+    rest = h.copy()
+    rest.remove_edge(u, v)
+    best = None
+    for x, y in ((u, v), (v, u)):
+        try:
+            head = nx.shortest_path(rest, s, x, weight="km")
+            tail = nx.shortest_path(rest, y, t, weight="km")
+        except nx.NetworkXNoPath:
+            continue
+        path = head + tail
+        if len(set(path)) != len(path):
+            continue
+        km = sum(h.edges[a, b]["km"] for a, b in zip(path, path[1:]))
+        if best is None or km < best[0]:
+            best = (km, path)
+    return None if best is None else best[1]
