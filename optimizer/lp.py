@@ -360,15 +360,40 @@ def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> Sol
 
 # ------------------------------------------------------------------ OR-Tools
 
+# CP-SAT turns a MILP into a pure integer program (OR-Tools 9.15 sat_proto_solver):
+# by default every continuous variable becomes an integer (steps/h of 311.35 ->
+# 312: +0.2 % DP demand) and unbounded ones are truncated to +-1e7. Measured on
+# us-two-regions / phoenix-texas, that gave a different tie-break capex than
+# HiGHS/CBC/SCIP (+$1.1M), and with finite bounds on the continuous columns a
+# lower max-throughput optimum (the fastest split cut off). Continuous variables
+# are therefore scaled onto a 1/256 grid (256 = 2^8: exact in floating point),
+# domains up to 1e10 scaled units (3.9e7 Gb/s for a flow). Presolve probing
+# (cp_model_probing_level 2, the default) proved a bound above a feasible plan
+# on us-two-regions (claimed optimal capex $1,154.8M; HiGHS's $1,153.8M plan is
+# feasible for CP-SAT when its integers are fixed): probing is switched off.
+_CPSAT_GRID = 256
+_CPSAT_MIP_PARAMS = (f"mip_var_scaling:{_CPSAT_GRID}", "mip_max_bound:1e10", "cp_model_probing_level:0")
+
 def _solve_ortools(model: LinearModel, params: SolveParameters) -> SolveResult:
     from ortools.linear_solver import pywraplp
 
     name = {"scip": "SCIP", "cpsat": "CP_SAT"}[params.backend]
     solver = pywraplp.Solver.CreateSolver(name)
     infinity = solver.infinity()
-    xs = [solver.NumVar(model.lb[i], infinity if math.isinf(model.ub[i]) else model.ub[i], f"v{i}")
+
+    def bounds(i):
+        lo, hi = model.lb[i], (infinity if math.isinf(model.ub[i]) else model.ub[i])
+        if params.backend == "cpsat" and not model.integer[i]:
+            # CP-SAT solves an integer copy: a continuous variable lives on a grid of
+            # 1/_CPSAT_GRID. Round its bounds outward onto that grid, or an upper bound
+            # such as phi_max (steps/h of the fastest split) is rounded down and the
+            # McCormick row omega >= phi_max cuts the fastest split off.
+            lo = math.floor(lo * _CPSAT_GRID) / _CPSAT_GRID if math.isfinite(lo) else lo
+            hi = math.ceil(hi * _CPSAT_GRID) / _CPSAT_GRID if math.isfinite(hi) else hi
+        return lo, hi
+    xs = [solver.NumVar(*bounds(i), f"v{i}")
           if not model.integer[i] else
-          solver.IntVar(model.lb[i], infinity if math.isinf(model.ub[i]) else model.ub[i], f"v{i}")
+          solver.IntVar(*bounds(i), f"v{i}")
           for i in range(model.n_vars)]
     for i, (name_, terms, s, rhs) in enumerate(model.rows):
         lo, hi = {"<=": (-infinity, rhs), ">=": (rhs, infinity), "==": (rhs, rhs)}[s]
@@ -389,6 +414,7 @@ def _solve_ortools(model: LinearModel, params: SolveParameters) -> SolveResult:
     else:
         extra.append(f"random_seed:{params.seed}")
         extra.append(f"relative_gap_limit:{params.gap}")
+        extra.extend(_CPSAT_MIP_PARAMS)
     solver.SetSolverSpecificParametersAsString(("\n" if params.backend == "scip" else ",").join(extra))
     mp = pywraplp.MPSolverParameters()
     mp.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, params.gap)
