@@ -93,18 +93,18 @@ def main(argv=None) -> int:
     except SolverError as exc:
         print(f"solver error: {exc}", file=sys.stderr)
         return EXIT_SOLVER
+    except BrokenPipeError:  # output piped into `head`: not an error (before `except Exception`, which would re-raise it)
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
     except Exception as exc:
         from .solving import PlanRejected
         if isinstance(exc, PlanRejected):
             print(f"internal error (please report): {exc}", file=sys.stderr)
             return 1
         raise
-    except BrokenPipeError:  # output piped into `head`: not an error
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

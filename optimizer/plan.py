@@ -238,51 +238,83 @@ def inter_region_capacity(li, dci_links) -> dict[str, float]:
 
 # ------------------------------------------------------------------ outputs
 
+BOM_FIELDS = ["site", "site_kind", "catalog_id", "category", "description", "quantity", "unit_price_usd",
+              "extended_price_usd", "power_w"]
+_CATEGORY_ORDER = {"dci_optic": 0, "line_system": 1, "cable": 2, "fiber": 3}
+
+
+def route_site(a: str, b: str) -> str:
+    """BOM site of parts along a route (in-line amplifier huts, leased fiber)."""
+    return f"{a}|{b}"
+
+
 def bom_rows(plan: dict, li) -> list[dict]:
-    """One row per part and site: catalog id, description, quantity, prices, power."""
+    """One row per part and site: catalog id, description, quantity, unit and extended price, power.
+
+    Sites are campuses (DCI modules and line terminals at each end of a route,
+    cables) and routes `a|b` (in-line amplifiers along the route, leased fiber).
+    A wavelength needs a module at both ends, so a route with w wavelengths puts
+    w modules at each of its two campuses. Rows of the same part at the same site
+    are merged; extended prices sum to totals.capex_usd.
+    """
     cat = li.catalog
-    rows = []
+    merged: dict[tuple[str, str], dict] = {}
+
+    def add(site, kind, catalog_id, category, description, quantity, unit_price, power_w, extended=None):
+        if quantity <= 0:
+            return
+        row = merged.get((site, catalog_id))
+        ext = quantity * unit_price if extended is None else extended
+        if row is None:
+            merged[site, catalog_id] = {"site": site, "site_kind": kind, "catalog_id": catalog_id,
+                                        "category": category, "description": description, "quantity": quantity,
+                                        "unit_price_usd": unit_price, "extended_price_usd": ext, "power_w": power_w}
+            return
+        row["quantity"] += quantity
+        row["extended_price_usd"] += ext
+        row["power_w"] += power_w
+        if description not in row["description"].split("; "):
+            row["description"] += "; " + description
+
     for link in plan["dci_links"]:
-        site = f"{link['a']}-{link['b']}"
+        a, b, km = link["a"], link["b"], link["distance_km"]
         for d in link["detail"]:
             o = cat.dci_optics[d["module"]]
-            rows.append({"site": site, "catalog_id": d["module"], "category": "dci_optic",
-                         "description": f"{d['module']} {o.rate_gbps:g}G, {o.reach_km:g} km ({o.confidence} price)",
-                         "quantity": d["modules"], "unit_price_usd": o.price_usd,
-                         "extended_price_usd": d["modules"] * o.price_usd, "power_w": d["modules"] * o.power_w})
+            per_end = d["modules"] // 2
+            for end in (a, b):
+                add(end, "campus", d["module"], "dci_optic",
+                    f"{d['module']} {o.rate_gbps:g}G DCI module, {o.reach_km:g} km reach ({o.confidence} price)",
+                    per_end, o.price_usd, per_end * o.power_w)
             if d["band_plan"]:
-                ls = cat.line_systems[d["band_plan"]]
-                rows.append({"site": site, "catalog_id": f"line-terminal-{d['band_plan']}", "category": "line_system",
-                             "description": f"MUX/DEMUX + amplifiers, {d['band_plan']} band, per fiber-pair end",
-                             "quantity": 2 * d["fiber_pairs"], "unit_price_usd": ls.terminal_price_usd_per_pair_end,
-                             "extended_price_usd": 2 * d["fiber_pairs"] * ls.terminal_price_usd_per_pair_end,
-                             "power_w": 2 * d["fiber_pairs"] * ls.terminal_power_w_per_pair_end})
-                if d["inline_amplifier_sites"]:
-                    q = d["inline_amplifier_sites"] * d["fiber_pairs"]
-                    rows.append({"site": site, "catalog_id": f"inline-amplifier-{d['band_plan']}", "category": "line_system",
-                                 "description": f"in-line amplifier, {d['band_plan']} band, per fiber pair per hut",
-                                 "quantity": q, "unit_price_usd": ls.inline_amplifier_price_usd,
-                                 "extended_price_usd": q * ls.inline_amplifier_price_usd,
-                                 "power_w": q * ls.inline_amplifier_power_w})
+                band = d["band_plan"]
+                ls = cat.line_systems[band]
+                for end in (a, b):
+                    add(end, "campus", f"line-terminal-{band}", "line_system",
+                        f"DWDM line terminal (MUX/DEMUX + booster/pre-amp), {band} band, one per lit fiber pair",
+                        d["fiber_pairs"], ls.terminal_price_usd_per_pair_end,
+                        d["fiber_pairs"] * ls.terminal_power_w_per_pair_end)
+                huts = d["inline_amplifier_sites"] * d["fiber_pairs"]
+                add(route_site(a, b), "route", f"inline-amplifier-{band}", "line_system",
+                    f"in-line amplifier, {band} band, one per lit fiber pair per hut "
+                    f"({d['inline_amplifier_sites']} huts over {km:g} km)",
+                    huts, ls.inline_amplifier_price_usd, huts * ls.inline_amplifier_power_w)
             if d["fiber_cost_usd"] > 0:
-                rows.append({"site": site, "catalog_id": "fiber-iru-pair-km", "category": "fiber",
-                             "description": f"fiber pair IRU, {link['distance_km']:g} km",
-                             "quantity": d["fiber_pairs"], "unit_price_usd": d["fiber_cost_usd"] / d["fiber_pairs"],
-                             "extended_price_usd": d["fiber_cost_usd"], "power_w": 0})
+                pair_km = d["fiber_pairs"] * km
+                add(route_site(a, b), "route", "fiber-iru-pair-km", "fiber",
+                    f"leased fiber pair (IRU), {km:g} km per pair", pair_km,
+                    d["fiber_cost_usd"] / pair_km, 0.0, extended=d["fiber_cost_usd"])
     for c in plan["cables"]:
         cab = cat.cables[c["type"]]
-        rows.append({"site": c["campus"], "catalog_id": c["type"], "category": "cable",
-                     "description": f"{c['type']} for {c['connection']} ({c['length_m']:g} m, {cab.medium})",
-                     "quantity": c["count"], "unit_price_usd": cab.price_usd_per_link,
-                     "extended_price_usd": c["cost_usd"], "power_w": c["power_w"]})
-    return rows
+        add(c["campus"], "campus", c["type"], "cable",
+            f"{c['type']} ({cab.medium}, {cab.reach_m:g} m reach) for {c['connection']} ({c['length_m']:g} m)",
+            c["count"], cab.price_usd_per_link, c["power_w"], extended=c["cost_usd"])
+    return sorted(merged.values(), key=lambda r: (r["site_kind"] != "campus", r["site"],
+                                                 _CATEGORY_ORDER[r["category"]], r["catalog_id"]))
 
 
 def bom_csv(plan: dict, li) -> str:
     buf = io.StringIO()
-    fields = ["site", "catalog_id", "category", "description", "quantity", "unit_price_usd",
-              "extended_price_usd", "power_w"]
-    wr = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    wr = csv.DictWriter(buf, fieldnames=BOM_FIELDS, lineterminator="\n")
     wr.writeheader()
     for row in bom_rows(plan, li):
         wr.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()})
@@ -290,37 +322,81 @@ def bom_csv(plan: dict, li) -> str:
 
 
 def plan_json_schema() -> dict:
+    """JSON Schema (draft 2020-12) of the plan `dcopt solve --format json` prints and --out writes.
+
+    A plan (status optimal or feasible) carries every section; a run without a
+    plan (infeasible, or no_solution: stopped by the time limit before any plan
+    was found) carries status, the explanation and the solver record.
+    """
     num = {"type": "number"}
     nnum = {"type": ["number", "null"]}
     s = {"type": "string"}
+    integer = {"type": "integer", "minimum": 0}
+    num_map = {"type": "object", "additionalProperties": num}
     link = {"type": "object", "required": ["a", "b", "distance_km", "scope", "module", "wavelengths", "modules",
                                            "fiber_pairs", "capacity_gbps", "demand_gbps", "cost_usd", "power_w"],
             "properties": {"a": s, "b": s, "distance_km": num, "scope": {"enum": ["campus", "intra_region", "inter_region"]},
-                           "module": {"type": ["string", "null"]}, "wavelengths": {"type": "integer"},
-                           "modules": {"type": "integer"}, "fiber_pairs": {"type": "integer"},
-                           "capacity_gbps": num, "demand_gbps": num, "utilization": num, "cost_usd": num, "power_w": num}}
+                           "module": {"type": ["string", "null"]}, "wavelengths": integer,
+                           "modules": integer, "fiber_pairs": integer,
+                           "capacity_gbps": num, "demand_gbps": num, "utilization": num, "cost_usd": num, "power_w": num,
+                           "detail": {"type": "array", "items": {
+                               "type": "object",
+                               "required": ["module", "band_plan", "wavelengths", "modules", "fiber_pairs",
+                                            "capacity_gbps", "cost_usd", "power_w"],
+                               "properties": {"module": s, "band_plan": {"type": ["string", "null"]},
+                                              "wavelengths": integer, "modules": integer, "fiber_pairs": integer,
+                                              "capacity_gbps": num, "cost_usd": num, "power_w": num}}}}}
     cable = {"type": "object", "required": ["campus", "connection", "type", "count", "cost_usd", "power_w"],
-             "properties": {"campus": s, "connection": s, "type": s, "count": {"type": "integer"},
+             "properties": {"campus": s, "connection": s, "type": s, "count": integer,
                             "cost_usd": num, "power_w": num}}
+    placement = {"type": "object", "required": ["campus", "region", "replicas", "accelerators"],
+                 "properties": {"campus": s, "region": s, "replicas": integer, "split_pipeline_halves": integer,
+                                "accelerators": integer, "accelerators_available": integer,
+                                "domains_used": integer}}
+    solver = {"type": "object", "required": ["backend", "build_s", "solve_s", "variables", "constraints"],
+              "properties": {"backend": {"enum": ["highs", "cbc", "scip", "cpsat"]}, "build_s": num, "solve_s": num,
+                             "variables": integer, "constraints": integer}}
+    plan_sections = ["objective", "parallelism", "placement", "performance", "dci_links", "cables", "totals"]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "dcopt plan", "type": "object",
-        "required": ["schema_version", "status", "objective", "parallelism", "placement", "performance",
-                     "dci_links", "cables", "totals", "solver"],
+        "title": "dcopt plan",
+        "description": "Output of `dcopt solve --format json` and plan.json of `--out DIR`. Times (solver.build_s, "
+                       "solver.solve_s) are the only fields that change between two runs of the same input.",
+        "type": "object",
+        "required": ["schema_version", "status", "instance", "solver"],
         "properties": {
             "schema_version": {"const": PLAN_SCHEMA_VERSION},
-            "status": {"enum": ["optimal", "feasible", "infeasible"]},
+            "instance": s,
+            "status": {"enum": ["optimal", "feasible", "infeasible", "no_solution"]},
             "objective": {"type": "object", "required": ["name", "value", "bound", "gap"],
-                          "properties": {"name": s, "value": nnum, "bound": nnum, "gap": nnum}},
+                          "properties": {"name": {"enum": ["max-throughput", "min-cost"]},
+                                         "unit": {"enum": ["tokens/s", "USD"]},
+                                         "value": nnum, "bound": nnum, "gap": nnum}},
             "parallelism": {"type": "object", "required": ["tp", "pp", "dp", "micro_batch", "accelerators"],
-                            "properties": {k: {"type": "integer"} for k in ("tp", "pp", "dp", "micro_batch", "accelerators")}},
-            "placement": {"type": "array", "items": {"type": "object", "required": ["campus", "accelerators"]}},
+                            "properties": {k: {"type": "integer", "minimum": 1}
+                                           for k in ("tp", "pp", "dp", "micro_batch", "accelerators")}},
+            "placement": {"type": "array", "items": placement},
             "performance": {"type": "object", "required": ["step_time_s", "tokens_per_s", "mfu", "efficiency_loss"],
                             "properties": {k: num for k in ("step_time_s", "tokens_per_s", "mfu", "efficiency_loss")}},
             "dci_links": {"type": "array", "items": link},
             "cables": {"type": "array", "items": cable},
             "totals": {"type": "object", "required": ["capex_usd", "power_w_by_campus", "intra_region_capacity_gbps",
-                                                      "inter_region_capacity_gbps"]},
-            "solver": {"type": "object", "required": ["backend", "build_s", "solve_s", "variables", "constraints"]},
+                                                      "inter_region_capacity_gbps"],
+                       "properties": {"capex_usd": num, "capex_usd_by_category": num_map,
+                                      "power_w_by_campus": num_map, "accelerators": integer,
+                                      "intra_region_capacity_gbps": num_map,
+                                      "inter_region_capacity_gbps": num_map}},
+            "solver": solver,
+            "infeasibility": {"type": "object", "required": ["explanation"],
+                              "properties": {"explanation": {"type": "array", "items": s}}},
+            "message": s,
         },
+        "allOf": [
+            {"if": {"properties": {"status": {"enum": ["optimal", "feasible"]}}},
+             "then": {"required": plan_sections}},
+            {"if": {"properties": {"status": {"const": "infeasible"}}},
+             "then": {"required": ["infeasibility"]}},
+            {"if": {"properties": {"status": {"const": "no_solution"}}},
+             "then": {"required": ["message"]}},
+        ],
     }
