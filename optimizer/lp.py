@@ -284,6 +284,7 @@ def _solve_pulp(model: LinearModel, params: SolveParameters) -> SolveResult:
         return _solve_cbc(prob, lpvars, model, params)
     solver = pulp.HiGHS(msg=params.verbose, timeLimit=params.time_limit_s, gapRel=params.gap,
                         threads=params.threads, random_seed=params.seed)
+    _highs_scheduler_for(params.threads)
     prob.solve(solver)
     h = solver.solverModel if hasattr(solver, "solverModel") else prob.solverModel
     import highspy
@@ -308,6 +309,23 @@ def _solve_pulp(model: LinearModel, params: SolveParameters) -> SolveResult:
         status = "no_solution"
     return SolveResult(status, values, obj, bound if status in ("optimal", "feasible") else None,
                        rel_gap(obj, bound) if has_sol else None, "highs", 0.0, h.modelStatusToString(ms))
+
+
+_HIGHS_THREADS: dict[int, int] = {}
+
+
+def _highs_scheduler_for(threads: int) -> None:
+    """HiGHS sizes one task scheduler per OS thread at its first run; a later run
+    asking another thread count returns model status 'Not Set' with no solution
+    (HiGHS.jl #130): solve(threads=2) then solve(threads=1) in one process failed.
+    Reset the scheduler when the count changes (runs in one thread are sequential)."""
+    import threading
+
+    import highspy
+    me = threading.get_ident()
+    if _HIGHS_THREADS.get(me, threads) != threads:
+        highspy.Highs.resetGlobalScheduler(True)
+    _HIGHS_THREADS[me] = threads
 
 
 _CBC_RESULT = re.compile(r"Result - (.*)")
