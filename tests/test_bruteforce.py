@@ -59,7 +59,8 @@ routes:
 targets: {intra_region_pbps: 0.001, inter_region_pbps: 0}
 network: {allow_split_pipelines: true}
 """,
-    # two regions, one campus each, 900 km, two long-haul modes, capex budget
+    # two regions, one campus each, 900 km, two long-haul modes on one fiber pair; the capex budget
+    # sits just above the optimum ($556,400 of modules, terminals and amplifiers): tighter is infeasible
     "long-haul": """
 name: long-haul
 pue: 1.3
@@ -73,7 +74,7 @@ regions:
 routes:
   - {a: a, b: b, distance_km: 900, fiber_pairs_available: 1, modules: [OpenZR+-200G, 800ZR+-400G], band_plans: [C], fiber: existing}
 targets: {intra_region_pbps: 0, inter_region_pbps: 0.0012}
-budgets: {capex_usd: 300000}
+budgets: {capex_usd: 560000}
 """,
     # building link: grey LR4 vs 400ZR, split pipelines, min-cost at a throughput floor
     "two-buildings-min-cost": """
@@ -340,9 +341,8 @@ def test_milp_equals_brute_force(tmp_path, name):
     li = load_case(tmp_path, name)
     best = brute_force(li)
     plan = solve_instance(li, SolveParameters(backend="highs"))
-    if best is None:
-        assert plan["status"] == "infeasible"
-        return
+    # every case is built to have a plan: an infeasible one would test nothing
+    assert best is not None, f"{name}: the brute force finds no plan"
     assert plan["status"] == "optimal", plan.get("infeasibility")
     (k1, k2), cand, xs, ns = best
     tokens, capex = plan["performance"]["tokens_per_s_single_site"], plan["totals"]["capex_usd"]
