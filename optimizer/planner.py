@@ -390,9 +390,18 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         opts_by_route[i] = opts
         cap = Expr()
         lit = Expr()
-        # the elastic model may light more pairs than the route has (penalised slack)
-        pair_cap = max(10 * r.fiber_pairs_available, r.fiber_pairs_available + 1000) if elastic \
-            else r.fiber_pairs_available
+        pair_cap = r.fiber_pairs_available
+        if elastic and opts:
+            # the elastic model may light more pairs than the route has (penalised slack):
+            # enough of its best option for everything the route could ever carry, no more
+            # (looser bounds made the elastic MILP several times slower)
+            most = lambda e: sum(c * lm.ub[k] for k, c in e.terms.items())  # noqa: E731 - non-negative terms
+            carry = most(target_flow[i]) + most(load[i]) / u_max + sum(
+                candidates[k].pp_gbps_per_split_pipeline * lm.ub[var.index] for (ri, k), var in n.items() if ri == i) / u_max
+            if region_of[r.a] == region_of[r.b]:
+                carry += li.intra_target_pbps(next(x for x in regions if x.name == region_of[r.a])) * GBPS_PER_PBPS
+            best = max(o.rate_gbps * o.channels_per_pair for o in opts)
+            pair_cap += math.ceil(carry / best)
         for o, opt in enumerate(opts):
             max_wl = pair_cap * opt.channels_per_pair
             wv = lm.var(f"wavelengths[{i},{opt.module},{opt.band}]", 0, max_wl, True)
@@ -486,13 +495,15 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
     throughput = lsum(candidates[k].tokens_per_s * z[k] for k in K)
     E["throughput"] = throughput
     if elastic:
-        # minimal total violation, each slack relative to its own limit
-        lm.set_objective(lsum(s for s, _ in slacks.values()), maximize=False)
         if inst.objective == "min-cost":
             if inst.job.min_tokens_per_s:
-                lm.add(throughput >= inst.job.min_tokens_per_s, "min_tokens")
+                lm.add(throughput + slack("job_min_tokens", inst.job.min_tokens_per_s) >= inst.job.min_tokens_per_s,
+                       "min_tokens")
             if inst.job.min_accelerators:
-                lm.add(lsum(used.values()) >= inst.job.min_accelerators, "min_accelerators")
+                lm.add(lsum(used.values()) + slack("job_min_accelerators", inst.job.min_accelerators)
+                       >= inst.job.min_accelerators, "min_accelerators")
+        # minimal total violation, each slack relative to its own limit
+        lm.set_objective(lsum(s for s, _ in slacks.values()), maximize=False)
     elif objective == "max-throughput":
         lm.set_objective(throughput, maximize=True)
     else:

@@ -69,13 +69,14 @@ def render(plan: dict, md: bool = False) -> str:
                 title = "Smallest change that makes it feasible" if len(changes) == 1 else \
                     "Smallest set of changes that makes it feasible"
                 if not inf.get("proven_minimal", True):
-                    title += " (not proven smallest: time limit)"
+                    title += " (not proven the smallest)"
                 out.append(h(title))
                 out += [f"- {c['action']}" + (f"  [{c['field']}: {_num(c['limit'], 9)} -> {_num(c['needed'], 9)}]"
                                               if c.get("field") else "") for c in changes]
             alts = inf.get("alternatives") or []
             if alts:
-                out.append(h("Or, keeping budgets and fiber as they are"))
+                out.append(h("Or, keeping budgets and fiber as they are" +
+                             ("" if inf.get("alternatives_proven", True) else " (enough, not proven the least)")))
                 out += [f"- {c['action']}  [{c['field']}: {_num(c['limit'], 9)} -> {_num(c['needed'], 9)}]"
                         for c in alts]
         return "\n".join(out) + "\n"

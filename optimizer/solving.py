@@ -9,16 +9,19 @@ that stops without a plan and without a time limit is a SolverError.
 
 An infeasible instance is explained with an elastic copy of the model
 (penalised slack on every campus power budget, the capex budget, every
-route's fiber pairs and every target). The job (its minimums, its traffic)
-and the targets are taken as stated: budgets and fiber give way first, and a
-target only when no amount of fiber can carry it (two lexicographic solves:
-least target shortfall, then least relative increase of budgets and fiber,
-each slack relative to its own limit). The changes are listed with
-the field to edit, rounded so that applying them all makes the instance
-feasible. When targets are set, a second elastic solve gives the alternative
-that keeps budgets and fiber as they are and lowers the targets instead.
+route's fiber pairs, every target and, for min-cost, the job's minimum
+throughput or size). Targets and the job are taken as stated: budgets and
+fiber give way first, a target or job minimum only where no amount of fiber
+or budget can meet it (two lexicographic solves: least shortfall of targets
+and job minimums with budgets and fiber free, then least relative increase of
+budgets and fiber; each slack is a fraction of its own limit; then, if some
+limits moved by under 1 %, once more with those kept as they are). The changes are
+listed with the field to edit, rounded so that applying them all makes the
+instance feasible. A second elastic solve gives the alternative that keeps
+budgets and fiber as they are and lowers the targets / job minimums instead.
 Conflicts found before any model (no split fits the HBM, the job's minimum
-throughput or size is out of reach) are explained from the split table.
+throughput or size is beyond every split) are explained from the split table,
+and the rest of the instance explained on top of that fix.
 """
 from __future__ import annotations
 
@@ -39,7 +42,10 @@ from .verify import verify_plan
 
 RESOURCE_KINDS = ("power", "capex", "fiber_pairs")
 TARGET_KINDS = ("intra_region_target", "inter_region_target")
+JOB_KINDS = ("job_min_tokens", "job_min_accelerators")      # min-cost: the throughput to reach
+SHORTFALL_KINDS = TARGET_KINDS + JOB_KINDS
 MIN_EXPLAIN_S = 1.0          # an explanation gets at least this much solver time
+NEGLIGIBLE_CHANGE = 0.01     # changes under 1 % of a limit are avoided if a plan exists without them
 
 
 class PlanRejected(Exception):
@@ -248,16 +254,34 @@ def _infeasible_report(li, lines, changes, params, pm, build_s, solve_s, n_split
 
 
 def explain_infeasible(li: LoadedInstance, params: SolveParameters, build_s: float, solve_s: float,
-                       n_splits: int, extra_rows=None, fallback: bool = True) -> dict:
-    """Which budgets, fiber pairs or targets conflict, by how much, and what to change."""
+                       n_splits: int, extra_rows=None, fallback: bool = True, _prior=None) -> dict:
+    """Which budgets, fiber pairs or targets conflict, by how much, and what to change.
+
+    Conflicts of the job with the hardware (memory, job minimums) are found first
+    from the split table; when the fix is a field of the job, it is applied and the
+    rest of the instance explained on top of it, so the changes listed together
+    make the instance feasible."""
+    prior_lines, prior_changes = _prior or ([], [])
     t0 = time.perf_counter()
     free = _without_power_limits(li)
     candidates, n_free = select_candidates(free)
-    build_s += time.perf_counter() - t0
     if n_free == 0:
-        return _memory_report(li, params, build_s, solve_s, n_splits)
-    if not candidates:
-        return _job_minimum_report(li, free, params, build_s, solve_s, n_free)
+        build_s += time.perf_counter() - t0
+        lines, changes = _memory_conflict(li)
+        lines, changes = prior_lines + lines, prior_changes + changes
+        if changes and all(c["field"] for c in changes) and not _prior:
+            # job.max_accelerators was the limit: explain the rest on top of raising it
+            fixed = _with_job(li, {c["field"]: c["needed"] for c in changes})
+            return explain_infeasible(fixed, params, build_s, solve_s, n_splits, extra_rows, fallback,
+                                      _prior=(lines, changes))
+        return _infeasible_report(li, lines, changes, params, None, build_s, solve_s, n_free, kind_summary="memory")
+    job = li.instance.job
+    if job.min_accelerators or job.min_tokens_per_s:
+        # the elastic model may lower the job's minimums: offer it the splits below them too
+        unbound, _ = select_candidates(_with_job(free, {"job.min_accelerators": None, "job.min_tokens_per_s": None}))
+        seen = {c.index for c in candidates}
+        candidates = candidates + [c for c in unbound if c.index not in seen]
+    build_s += time.perf_counter() - t0
     pm = build_model(li, candidates, elastic=True)
     build_s += pm.build_s
     left = None if params.time_limit_s is None else max(MIN_EXPLAIN_S, params.time_limit_s - solve_s)
@@ -265,14 +289,18 @@ def explain_infeasible(li: LoadedInstance, params: SolveParameters, build_s: flo
     solve_s += phase_s
     if res.values is None:
         if res.status == "infeasible":
-            lines = _placement_diagnosis(li, candidates)
-            return _infeasible_report(li, lines, [], params, pm, build_s, solve_s, n_splits,
+            lines = prior_lines + _placement_diagnosis(li, candidates)
+            return _infeasible_report(li, lines, prior_changes, params, pm, build_s, solve_s, n_splits,
                                       kind_summary="placement")
-        lines = ["proven infeasible, but the explanation did not finish within the time limit: "
-                 "raise --time-limit to see which budgets or targets conflict"]
-        return _infeasible_report(li, lines, [], params, pm, build_s, solve_s, n_splits,
+        lines = prior_lines + ["proven infeasible, but the explanation did not finish within the time limit: "
+                               "raise --time-limit to see which budgets or targets conflict"]
+        return _infeasible_report(li, lines, prior_changes, params, pm, build_s, solve_s, n_splits,
                                   kind_summary="unexplained", proven_minimal=False)
     changes, lines = _changes_from_slack(li, pm, res)
+    if not changes and prior_changes:       # the job's own change was enough
+        summary = ", ".join(sorted({c["kind"].replace("_", " ") for c in prior_changes}))
+        return _infeasible_report(li, prior_lines, prior_changes, params, pm, build_s, solve_s, n_splits,
+                                  kind_summary=summary)
     if not changes:
         if extra_rows:
             lines = ["the instance has plans, but none meets the extra constraints the caller added "
@@ -290,19 +318,27 @@ def explain_infeasible(li: LoadedInstance, params: SolveParameters, build_s: flo
         raise SolverError(f"backend '{params.backend}' found the model infeasible but its elastic copy "
                           "feasible without any violation (numerical trouble); "
                           f"try --solver {_alternative(params.backend)}")
-    alternatives = []
-    has_targets = any(name.partition("[")[0] in TARGET_KINDS for name in pm.v["slack"])
-    if has_targets and any(c["kind"] in RESOURCE_KINDS for c in changes):
-        alt = _targets_only(li, pm, params, left)
+    alternatives, alternatives_proven = [], False
+    has_shortfall = any(name.partition("[")[0] in SHORTFALL_KINDS for name in pm.v["slack"])
+    if has_shortfall and any(c["kind"] in RESOURCE_KINDS for c in changes):
+        # a side answer: a short run (proving the most a target can keep can take long)
+        alt_left = max(2 * MIN_EXPLAIN_S, 2 * phase_s)
+        alt = _targets_only(li, pm, params, alt_left if left is None else min(left, alt_left))
         if alt is not None:
             res_b, solve_b = alt
             solve_s += solve_b
-            alt_changes, _ = _changes_from_slack(li, pm, res_b)
-            alternatives = [c for c in alt_changes if c["kind"] in TARGET_KINDS]
+            alternatives_proven = res_b.status == "optimal"
+            alt_changes, _ = _changes_from_slack(li, pm, res_b, resources_fixed=True)
+            alternatives = [c for c in alt_changes if c["kind"] in SHORTFALL_KINDS]
+            if alternatives:
+                alternatives = prior_changes + alternatives
+    lines, changes = prior_lines + lines, prior_changes + changes
     summary = ", ".join(sorted({c["kind"].replace("_", " ") for c in changes}))
-    return _infeasible_report(li, lines, changes, params, pm, build_s, solve_s, n_splits,
-                              alternatives=alternatives, kind_summary=summary,
-                              proven_minimal=res.status == "optimal")
+    report = _infeasible_report(li, lines, changes, params, pm, build_s, solve_s, n_splits,
+                                alternatives=alternatives, kind_summary=summary,
+                                proven_minimal=res.status == "optimal")
+    report["infeasibility"]["alternatives_proven"] = alternatives_proven
+    return report
 
 
 def _slack_sum(pm, kinds) -> "Expr":
@@ -315,19 +351,41 @@ def _elastic_solve(pm, params) -> tuple[SolveResult, float]:
     least relative increase of budgets and fiber."""
     lm = pm.lm
     spent = 0.0
-    if any(name.partition("[")[0] in TARGET_KINDS for name in pm.v["slack"]):
-        lm.set_objective(_slack_sum(pm, TARGET_KINDS), maximize=False)
+    if any(name.partition("[")[0] in SHORTFALL_KINDS for name in pm.v["slack"]):
+        lm.set_objective(_slack_sum(pm, SHORTFALL_KINDS), maximize=False)
         first = solve(lm, params)
         spent += first.solve_s
         if first.values is None:
             return first, spent
         shortfall = max(0.0, first.objective)
-        lm.add(_slack_sum(pm, TARGET_KINDS) <= shortfall * (1 + 1e-6) + 1e-9, "elastic_keep_target_shortfall")
+        lm.add(_slack_sum(pm, SHORTFALL_KINDS) <= shortfall * (1 + 1e-6) + 1e-9, "elastic_keep_target_shortfall")
         if params.time_limit_s is not None:
             params = replace(params, time_limit_s=max(MIN_EXPLAIN_S, params.time_limit_s - spent))
     lm.set_objective(_slack_sum(pm, RESOURCE_KINDS), maximize=False)
     res = solve(lm, params)
-    return res, spent + res.solve_s
+    spent += res.solve_s
+    if res.values is None:
+        return res, spent
+    # a least-total plan may also nudge limits that are nearly binding (+4 W on a
+    # campus); keep those as they are if a plan exists without touching them
+    tiny = [s for name, (s, _) in pm.v["slack"].items()
+            if name.partition("[")[0] in RESOURCE_KINDS and 0 < res.value(s) < NEGLIGIBLE_CHANGE]
+    if tiny:
+        saved = [(s.index, lm.ub[s.index]) for s in tiny]
+        for s in tiny:
+            lm.ub[s.index] = 0.0
+        # proving this one optimal can take minutes (seen: 469 s after 2.4 s for the
+        # least total): a short run, its incumbent taken if it is about as small
+        cap = max(MIN_EXPLAIN_S, 2 * res.solve_s)
+        if params.time_limit_s is not None:
+            cap = min(cap, max(MIN_EXPLAIN_S, params.time_limit_s - spent))
+        pruned = solve(lm, replace(params, time_limit_s=cap))
+        spent += pruned.solve_s
+        for index, ub in saved:
+            lm.ub[index] = ub
+        if pruned.values is not None and pruned.objective <= res.objective * 1.1 + NEGLIGIBLE_CHANGE:
+            res = pruned
+    return res, spent
 
 
 def _targets_only(li, pm, params, left):
@@ -341,7 +399,7 @@ def _targets_only(li, pm, params, left):
             saved[s.index] = lm.ub[s.index]
             lm.ub[s.index] = 0.0
     objective, maximize = lm.objective, lm.maximize
-    lm.set_objective(_slack_sum(pm, TARGET_KINDS), maximize=False)
+    lm.set_objective(_slack_sum(pm, SHORTFALL_KINDS), maximize=False)
     try:
         res = solve(lm, replace(params, time_limit_s=left))
     finally:
@@ -387,7 +445,7 @@ def _route_use(li, pm, res, i) -> tuple[str, str]:
     return " and ".join(uses) or "the plan", ", ".join(lit)
 
 
-def _changes_from_slack(li, pm, res) -> tuple[list[dict], list[str]]:
+def _changes_from_slack(li, pm, res, resources_fixed: bool = False) -> tuple[list[dict], list[str]]:
     changes, lines = [], []
     inst = li.instance
     for name, (var, scale) in sorted(pm.v["slack"].items()):
@@ -462,12 +520,38 @@ def _changes_from_slack(li, pm, res) -> tuple[list[dict], list[str]]:
                             "limit": target, "needed": have_r, "unit": "Pbit/s",
                             "action": f"lower targets.inter_region_pbps from {_fmt(target, d)} to {_fmt(have_r, d)} "
                                       f"(regions {pair})"})
+        elif kind == "job_min_accelerators":
+            limit = inst.job.min_accelerators
+            have = max(1, math.floor(limit - amount + 1e-6))
+            why = "within the budgets and fiber given" if resources_fixed else \
+                "in whole pipelines of the candidate splits, whatever the budgets"
+            lines.append(f"job: job.min_accelerators is {limit:,}; at most {have:,} can be placed {why}"
+                         f"{_split_of(pm, res)}")
+            changes.append({"kind": kind, "where": "job.min_accelerators", "field": "job.min_accelerators",
+                            "limit": limit, "needed": have, "unit": "accelerators",
+                            "action": f"lower job.min_accelerators from {limit:,} to {have:,}"})
+        elif kind == "job_min_tokens":
+            limit = inst.job.min_tokens_per_s
+            have = float(max(1, math.floor(_snap(limit - amount))))
+            why = "within the budgets and fiber given" if resources_fixed else "with the splits the campuses can host"
+            lines.append(f"job: job.min_tokens_per_s is {limit:,.0f}; at most {have:,.0f} tokens/s {why}"
+                         f"{_split_of(pm, res)}")
+            changes.append({"kind": kind, "where": "job.min_tokens_per_s", "field": "job.min_tokens_per_s",
+                            "limit": limit, "needed": have, "unit": "tokens/s",
+                            "action": f"lower job.min_tokens_per_s from {limit:,.0f} to {have:,.0f}"})
     # one global inter-region target: the lowest achievable over region pairs applies
     inter = [c for c in changes if c["kind"] == "inter_region_target"]
     if len(inter) > 1:
         low = min(inter, key=lambda c: c["needed"])
         changes = [c for c in changes if c["kind"] != "inter_region_target" or c is low]
     return changes, lines
+
+
+def _split_of(pm, res) -> str:
+    k = max(range(len(pm.candidates)), key=lambda i: res.value(pm.v["z"][i]))
+    c = pm.candidates[k]
+    return (f" (split TP {c.tp} x PP {c.pp} x DP {c.dp} = {c.accelerators:,} accelerators, "
+            f"{c.tokens_per_s:,.0f} tokens/s single-site)")
 
 
 def _inter_route_hint(li, who, pm) -> str:
@@ -513,7 +597,13 @@ def _placement_diagnosis(li, candidates) -> list[str]:
     return lines
 
 
-def _memory_report(li, params, build_s, solve_s, n_splits) -> dict:
+def _with_job(li: LoadedInstance, updates: dict) -> LoadedInstance:
+    """The instance with job fields replaced ({"job.min_accelerators": 32, ...})."""
+    job = li.instance.job.model_copy(update={k.split(".", 1)[1]: v for k, v in updates.items()})
+    return LoadedInstance(li.instance.model_copy(update={"job": job}), li.catalog, li.path, li.raw)
+
+
+def _memory_conflict(li) -> tuple[list[str], list[dict]]:
     """No split fits the HBM on the accelerators the campuses have."""
     w = perf.workload_from_instance(li)
     job = li.instance.job
@@ -558,45 +648,7 @@ def _memory_report(li, params, build_s, solve_s, n_splits) -> dict:
                         "needed": round(ev["memory_gb"], 3), "unit": "GB",
                         "action": "train a smaller model, or use an accelerator with more HBM "
                                   "or a larger scale-up domain"})
-    return _infeasible_report(li, lines, changes, params, None, build_s, solve_s, n_splits, kind_summary="memory")
-
-
-def _job_minimum_report(li, free, params, build_s, solve_s, n_free) -> dict:
-    """Splits fit the HBM, but none meets job.min_accelerators / job.min_tokens_per_s."""
-    w = perf.workload_from_instance(li)
-    job = li.instance.job
-    on_site = sum(li.accelerators_at(c) for c in li.campuses)
-    cap = min(on_site, job.max_accelerators) if job.max_accelerators else on_site
-    table = perf.enumerate_splits(w, max_accelerators=max(1, cap))
-    lines, changes = [], []
-    acc = [int(a) for a in table.accelerators]
-    if job.min_accelerators and (not acc or max(acc) < job.min_accelerators):
-        top = max(acc) if acc else 0
-        lines.append(f"job: job.min_accelerators is {job.min_accelerators:,}; the largest split that fits "
-                     f"{'job.max_accelerators' if cap < on_site else 'the accelerators on site'} ({cap:,}) uses "
-                     f"{top:,} (TP x PP x DP must divide the global batch and the scale-up domain)")
-        changes.append({"kind": "job", "where": "job.min_accelerators", "field": "job.min_accelerators",
-                        "limit": job.min_accelerators, "needed": top, "unit": "accelerators",
-                        "action": f"lower job.min_accelerators from {job.min_accelerators:,} to {top:,}"})
-    if job.min_tokens_per_s:
-        ok = [j for j in range(len(table)) if not job.min_accelerators or acc[j] >= job.min_accelerators]
-        if ok:
-            j = max(ok, key=lambda j: float(table.tokens_per_s[j]))
-            row = table.row(j)
-            best = float(row["tokens_per_s"])
-            if best < job.min_tokens_per_s:
-                fastest = math.floor(best)
-                lines.append(f"job: job.min_tokens_per_s is {job.min_tokens_per_s:,.0f}; the fastest split on "
-                             f"{cap:,} accelerators reaches {fastest:,} tokens/s (TP {row['tp']} x PP {row['pp']} x "
-                             f"DP {row['dp']}, single-site, before any DCI loss)")
-                changes.append({"kind": "job", "where": "job.min_tokens_per_s", "field": "job.min_tokens_per_s",
-                                "limit": job.min_tokens_per_s, "needed": fastest, "unit": "tokens/s",
-                                "action": f"lower job.min_tokens_per_s from {job.min_tokens_per_s:,.0f} to "
-                                          f"{fastest:,} or add accelerators"})
-    if not lines:
-        lines.append(f"job: none of the {n_free:,} memory-feasible splits meets the job's minimums "
-                     f"(min_tokens_per_s={job.min_tokens_per_s}, min_accelerators={job.min_accelerators})")
-    return _infeasible_report(li, lines, changes, params, None, build_s, solve_s, n_free, kind_summary="job minimum")
+    return lines, changes
 
 
 def write_outputs(plan: dict, li: LoadedInstance, out_dir: str | Path, report_md: str) -> list[str]:

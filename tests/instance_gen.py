@@ -81,8 +81,10 @@ _models = st.builds(
     st.sampled_from([2, 4, 6, 8]), st.sampled_from([512, 1024, 2048]), st.sampled_from([4, 8, 16]),
     st.sampled_from([4, 8, 16, 32]))
 
-_MODULE_SETS = [None, ["400ZR", "800ZR"], ["OpenZR+-400G", "OpenZR+-200G", "OpenZR+-100G"],
-                ["800ZR+-200G", "OpenZR+-100G"], ["400G-LR4", "400ZR"]]
+# a route allows all modules (up to 18 module x band options) now and then; a short
+# list keeps most MILPs small
+_MODULE_SETS = [None, ["400ZR", "800ZR"], ["800ZR"], ["OpenZR+-400G", "OpenZR+-200G", "OpenZR+-100G"],
+                ["800ZR+-200G", "OpenZR+-100G"], ["400G-LR4", "400ZR"], ["800ZR", "800ZR+-400G"]]
 
 
 @st.composite
