@@ -356,6 +356,11 @@ def plan_json_schema() -> dict:
     solver = {"type": "object", "required": ["backend", "build_s", "solve_s", "variables", "constraints"],
               "properties": {"backend": {"enum": ["highs", "cbc", "scip", "cpsat"]}, "build_s": num, "solve_s": num,
                              "variables": integer, "constraints": integer}}
+    # one change that makes an infeasible instance feasible (optimizer/solving.py): the
+    # field in sweep path syntax (null when no single field, e.g. "add accelerators")
+    change = {"type": "object", "required": ["kind", "field", "limit", "needed", "unit", "action"],
+              "properties": {"kind": s, "where": s, "field": {"type": ["string", "null"]}, "limit": num,
+                             "needed": num, "unit": s, "action": s}}
     plan_sections = ["objective", "parallelism", "placement", "performance", "dci_links", "cables", "totals"]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -388,7 +393,14 @@ def plan_json_schema() -> dict:
                                       "inter_region_capacity_gbps": num_map}},
             "solver": solver,
             "infeasibility": {"type": "object", "required": ["explanation"],
-                              "properties": {"explanation": {"type": "array", "items": s}}},
+                              "properties": {"explanation": {"type": "array", "items": s},
+                                             "summary": s,
+                                             "smallest_changes": {"type": "array", "items": change},
+                                             "alternatives": {"type": "array", "items": change},
+                                             "proven_minimal": {"type": "boolean"}}},
+            "termination": {"type": "object", "required": ["reason"],
+                            "properties": {"reason": {"enum": ["time_limit", "solver_stopped"]},
+                                           "time_limit_s": nnum, "solver_message": s}},
             "message": s,
         },
         "allOf": [

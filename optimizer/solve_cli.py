@@ -12,7 +12,10 @@ def register(sub) -> None:
     s.add_argument("file")
     s.add_argument("--objective", choices=["max-throughput", "min-cost"], help="override the instance's objective")
     s.add_argument("--solver", choices=BACKENDS, default="highs", help="MILP backend (default: highs, fastest measured)")
-    s.add_argument("--time-limit", type=float, default=None, help="seconds; a stopped run reports incumbent and gap")
+    s.add_argument("--time-limit", type=float, default=None,
+                   help="seconds of solver time; a run it stops reports its incumbent, bound and gap (exit 3) or "
+                        "that it has no plan yet, never 'optimal'; the tie-break stage gets what stage 1 leaves, "
+                        "an infeasibility explanation at least 1 s per solve")
     s.add_argument("--gap", type=float, default=1e-6, help="relative MIP gap to stop at (default 1e-6)")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--seed", type=int, default=0)

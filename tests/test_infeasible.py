@@ -316,3 +316,18 @@ def test_power_limited_minimum_gets_the_power_explanation(solve_text):
     assert {c["kind"] for c in changes} == {"power"}
     assert all(c["limit"] == 0.001 and c["needed"] > 0.001 for c in changes)
     assert_sufficient(path, changes)
+
+
+# ---------------------------------------------------------------- the published plan schema
+
+def test_explanations_match_the_published_plan_schema(solve_text):
+    from test_outputs import schema_errors
+
+    from optimizer.plan import plan_json_schema
+
+    schema = plan_json_schema()
+    for text in (two_campus(pairs=2, intra_pbps=5), two_campus(model="GPT-1T"), TWO_REGIONS):
+        code, plan, _, _, _ = solve_text(text)
+        assert code == 4
+        assert schema_errors(plan, schema) == []
+        assert plan["infeasibility"]["smallest_changes"]

@@ -22,9 +22,11 @@ import pulp
 import pytest
 from conftest import TINY_INSTANCE
 from instance_gen import as_yaml, national_instance
+from test_outputs import schema_errors
 
 import optimizer.lp as lp
 from optimizer.lp import LinearModel, SolveParameters, SolveResult, available_backends, lsum, rel_gap
+from optimizer.plan import plan_json_schema
 
 BACKENDS = available_backends()
 
@@ -67,6 +69,7 @@ def test_tiny_time_limit_on_a_large_instance_is_never_optimal(backend, large_ins
         assert plan["termination"]["reason"] == "time_limit" and "placement" not in plan
         assert not (out / "bom.csv").exists()
     assert (out / "report.md").read_text().startswith("# " + first)
+    assert schema_errors(plan, plan_json_schema()) == []
 
 
 # ---------------------------------------------------------------- the solver's own status, bound and gap
