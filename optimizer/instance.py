@@ -92,10 +92,11 @@ class Job(_Model):
     min_accelerators: Optional[PositiveInt] = Field(None, description="accelerators the min-cost plan must use")
     max_accelerators: Optional[PositiveInt] = Field(None, description="cap on accelerators the job may use")
     hbm_reserve_fraction: float = Field(0.10, ge=0, lt=1, description="HBM kept free (fragmentation, workspace)")
-    micro_batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 8])
-    interleave_options: list[PositiveInt] = Field(default_factory=lambda: [1, 2])
+    # empty lists leave no split to enumerate: a bad input, not an infeasible job
+    micro_batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
+    interleave_options: list[PositiveInt] = Field(default_factory=lambda: [1, 2], min_length=1)
     recompute_modes: list[Literal["none", "selective", "full"]] = Field(
-        default_factory=lambda: ["none", "selective", "full"])
+        default_factory=lambda: ["none", "selective", "full"], min_length=1)
     sequence_parallel: bool = Field(True, description="Megatron sequence parallelism inside TP (activations / t)")
     distributed_optimizer: bool = Field(
         False, description="shard Adam states over DP (ZeRO-1, Megatron --use-distributed-optimizer); "

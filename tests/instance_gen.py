@@ -13,7 +13,6 @@ Every instance is the dict a YAML file holds; `as_yaml` turns it into text.
 """
 from __future__ import annotations
 
-import math
 import random
 
 import yaml

@@ -14,13 +14,13 @@ Bounded and derandomized for CI: about 45 s on 2 cores (the solves dominate).
 """
 from __future__ import annotations
 
+import pytest
 import yaml
+from conftest import TINY_INSTANCE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from instance_gen import as_yaml, valid_instances
 from solve_properties import check_corruption, check_solve, corrupt_structure, corrupt_text
-
-import pytest
 
 CI = dict(deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -48,3 +48,18 @@ def test_corrupted_instances_are_rejected_with_a_field_path(folder, doc, data):
 @given(doc=valid_instances(max_campuses=6), data=st.data())
 def test_corrupted_text_is_rejected_with_file_and_line(folder, doc, data):
     check_corruption(corrupt_text(as_yaml(doc), data.draw), folder, parses=False)
+
+
+# ---------------------------------------------------------------- what the fuzzing found
+
+@pytest.mark.parametrize("field", ["recompute_modes", "micro_batch_sizes", "interleave_options"])
+def test_an_empty_list_of_split_options_is_a_bad_input(tmp_path, run_cli, field):
+    """scripts/fuzz.py, seed 0: `recompute_modes: []` passed validation, left no split to
+    enumerate and crashed the memory explanation (IndexError); it is now exit 2."""
+    text = TINY_INSTANCE.read_text(encoding="utf-8").replace(
+        "  efficiency_loss_bound:", f"  {field}: []\n  efficiency_loss_bound:")
+    path = tmp_path / "empty.yaml"
+    path.write_text(text, encoding="utf-8")
+    code, out, err = run_cli(["solve", path])
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"job.{field}: must not be empty" in err
