@@ -335,6 +335,20 @@ _CBC_OBJ = re.compile(r"Objective value:\s+(\S+)")
 _CBC_BOUND = re.compile(r"(?:Lower|Upper) bound:\s+(\S+)")
 
 
+_CBC_TIME_LIMIT_MARKS = ("stopped on time", "maximum time", "time limit", "seconds exceeded")
+
+
+def _cbc_hit_time_limit(log_text: str, result: str, wall_s: float, limit_s: float | None) -> bool:
+    """True if CBC's stop may be due to the time limit rather than a proof."""
+    if limit_s is None:
+        return False
+    if "proven infeasible" in result.lower() or "problem is infeasible" in result.lower():
+        # CBC's own proof ("Result - Problem proven infeasible") is a proof even
+        # near the limit, unless the log also says it ran out of time.
+        return any(mark in log_text.lower() for mark in _CBC_TIME_LIMIT_MARKS)
+    return wall_s >= 0.9 * limit_s or any(mark in log_text.lower() for mark in _CBC_TIME_LIMIT_MARKS)
+
+
 def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> SolveResult:
     import pulp
 
@@ -343,7 +357,9 @@ def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> Sol
         solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=params.time_limit_s, gapRel=params.gap,
                                    threads=params.threads, logPath=log,
                                    options=[f"randomSeed {params.seed + 1}", f"randomCbcSeed {params.seed + 1}"])
+        started = time.perf_counter()
         prob.solve(solver)
+        wall_s = time.perf_counter() - started
         text = open(log, encoding="utf-8", errors="replace").read() if os.path.exists(log) else ""
     result = (_CBC_RESULT.search(text).group(1).strip() if _CBC_RESULT.search(text) else "")
     # PuLP maps a time-limit stop with an incumbent to status 1 ("Optimal"):
@@ -362,8 +378,16 @@ def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> Sol
     if result.startswith("Optimal"):
         status = "optimal"
         bound = obj
-    elif "infeasible" in result.lower() or prob.status == pulp.LpStatusInfeasible:
+    elif ("infeasible" in result.lower() or prob.status == pulp.LpStatusInfeasible) \
+            and not _cbc_hit_time_limit(text, result, wall_s, params.time_limit_s):
         status = "infeasible"
+        has_sol = False
+    elif "infeasible" in result.lower() or prob.status == pulp.LpStatusInfeasible:
+        # CBC stopped by the time limit inside its root LP or preprocessing can
+        # leave an "infeasible" status behind (seen in CI: national-32 at 0.5 s
+        # on a slower machine). Nothing was proven: report "no solution" at the
+        # limit, never a false "infeasible" that would start a conflict search.
+        status = "no_solution"
         has_sol = False
     elif "unbounded" in result.lower():
         status = "unbounded"

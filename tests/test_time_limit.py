@@ -119,6 +119,47 @@ def test_cbc_stopped_at_a_limit_is_not_optimal_even_though_pulp_says_so():
     assert res.status == "feasible" and res.message.startswith("Stopped on time")
 
 
+def _infeasible_model() -> LinearModel:
+    lm = LinearModel("proven-infeasible")
+    x = lm.var("x", 0, 10, True)
+    lm.add(lsum([x * 1.0]) >= 11, "above_bound")
+    lm.set_objective(lsum([x * 1.0]), maximize=False)
+    return lm
+
+
+def test_cbc_proof_of_infeasibility_within_the_limit_stays_infeasible():
+    if "cbc" not in BACKENDS:
+        pytest.skip("cbc not installed")
+    res = lp.solve(_infeasible_model(), SolveParameters(backend="cbc", time_limit_s=30))
+    assert res.status == "infeasible", res
+
+
+def test_cbc_infeasible_status_at_the_time_limit_is_no_solution(monkeypatch):
+    """Seen in CI (national-32, 0.5 s, slower machine): CBC stopped inside its root
+    LP left an infeasible status. At the limit nothing was proven: no_solution."""
+    if "cbc" not in BACKENDS:
+        pytest.skip("cbc not installed")
+    real = pulp.LpProblem.solve
+
+    def stopped_at_limit(prob, solver=None, **kw):
+        status = real(prob, solver, **kw)
+        with open(solver.optionsDict["logPath"], "a", encoding="utf-8") as log:
+            log.write("Exiting on maximum time\n")
+        return status
+    monkeypatch.setattr(pulp.LpProblem, "solve", stopped_at_limit)
+    res = lp.solve(_infeasible_model(), SolveParameters(backend="cbc", time_limit_s=30))
+    assert res.status == "no_solution" and res.values is None, res
+
+
+def test_cbc_time_limit_guard_reads_the_log_and_the_clock():
+    assert lp._cbc_hit_time_limit("", "", wall_s=0.49, limit_s=0.5)
+    assert not lp._cbc_hit_time_limit("", "", wall_s=0.01, limit_s=0.5)
+    assert not lp._cbc_hit_time_limit("", "", wall_s=100.0, limit_s=None)
+    # CBC's own proof near the limit is a proof, unless the log says time ran out
+    assert not lp._cbc_hit_time_limit("", "Problem proven infeasible", wall_s=0.49, limit_s=0.5)
+    assert lp._cbc_hit_time_limit("Exiting on maximum time", "Problem proven infeasible", 0.49, 0.5)
+
+
 # ---------------------------------------------------------------- the plan path of a stopped run
 
 def test_a_feasible_stop_is_reported_as_such_end_to_end(monkeypatch, run_cli, tmp_path):
