@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -24,9 +25,11 @@ from conftest import INSTANCE_DIR, TINY_INSTANCE
 from test_bruteforce import CASES as BRUTE_FORCE_CASES
 from test_bruteforce import load_case
 
+import optimizer.lp as lp
 from optimizer.instance import load_instance
-from optimizer.lp import BACKENDS, SolveParameters, available_backends
+from optimizer.lp import BACKENDS, LinearModel, SolveParameters, available_backends
 from optimizer.solving import solve_instance
+from optimizer.verify import verify_plan
 
 GAP = 1e-6
 TIME_LIMIT_S = 120.0    # a safety net: every case here solves in seconds; a stop at the limit fails the test
@@ -125,3 +128,29 @@ def test_highs_thread_count_can_change_within_a_process():
     li = load_instance(TINY_INSTANCE)
     statuses = [solve_instance(li, SolveParameters(backend="highs", threads=t))["status"] for t in (2, 1, 2)]
     assert statuses == ["optimal"] * 3
+
+
+def test_cpsat_continuous_values_are_polished_to_exact_feasibility():
+    """CP-SAT's integer copy (1/256 grid, scaled rows) left a DP demand 1.9e-6 short;
+    its integers are kept and the continuous columns re-solved exactly (GLOP)."""
+    if "cpsat" not in INSTALLED:
+        pytest.skip("cpsat not installed")
+    li = load_instance(Path(__file__).parent / "data" / "cpsat-grid-shortfall.yaml")
+    plan = solve_instance(li, SolveParameters(backend="cpsat", threads=2, time_limit_s=120))
+    ref = solve_instance(li, SolveParameters(backend="highs", threads=2, time_limit_s=120))
+    assert plan["status"] == ref["status"] == "optimal"
+    assert plan["verification"]["passed"] and verify_plan(plan, li) == []
+    assert plan["objective"]["value"] == pytest.approx(ref["objective"]["value"], rel=1e-6)
+
+
+def test_polishing_keeps_the_integers_and_meets_the_rows_exactly():
+    lm = LinearModel("polish")
+    n = lm.var("n", 0, 10, True)
+    f = lm.var("f", 0, 1e6)
+    lm.add(f - 1000.0 / 3.0 * n >= 0, "demand")
+    lm.set_objective(f * 1.0 + n * 5.0, maximize=False)
+    values, obj = lp._polish_continuous(lm, [3.0000001, 999.98])     # a grid-rounded, short f
+    assert values[0] == 3.0 and values[1] == pytest.approx(1000.0, abs=1e-9)
+    assert obj == pytest.approx(1015.0, abs=1e-9)
+    lm.add(f * 1.0 <= 999.0, "cap")                                     # no completion for n = 3
+    assert lp._polish_continuous(lm, [3.0, 999.0]) is None
