@@ -2,7 +2,7 @@
 
     from optimizer import load_instance, solve, evaluate
     li = load_instance("instances/us-two-regions.yaml")
-    plan = solve(li, backend="highs", time_limit_s=60)
+    plan = solve(li, time_limit_s=60)                 # backend="scip" (default), "highs", "cbc", "cpsat"
     print(plan["status"], plan["parallelism"], plan["totals"]["capex_usd"])
 
 The CLI is a thin layer over these functions.
@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .instance import LoadedInstance, load_instance
-from .lp import SolveParameters
+from .lp import DEFAULT_BACKEND, SolveParameters
 
 
 def _as_loaded(instance) -> LoadedInstance:
     return instance if isinstance(instance, LoadedInstance) else load_instance(Path(instance))
 
 
-def solve(instance, *, backend: str = "highs", time_limit_s: Optional[float] = None, gap: float = 1e-6,
+def solve(instance, *, backend: str = DEFAULT_BACKEND, time_limit_s: Optional[float] = None, gap: float = 1e-6,
           threads: int = 1, seed: int = 0, objective: Optional[str] = None,
           extra_rows: Optional[Callable] = None) -> dict:
     """Solve an instance (path or LoadedInstance); returns the plan dict (see `dcopt schema --plan`).
@@ -55,7 +55,7 @@ def sweep(spec_path, out_dir, workers: int = 2, dask_scheduler=None, *, progress
                      progress=progress, force=force).rows
 
 
-def pareto(instance, points: int = 8, *, backend: str = "highs", time_limit_s: Optional[float] = None,
+def pareto(instance, points: int = 8, *, backend: str = DEFAULT_BACKEND, time_limit_s: Optional[float] = None,
            gap: float = 1e-6, workers: int = 1) -> list[dict]:
     """Capex-throughput Pareto front (epsilon-constraint): the non-dominated
     plans sorted by capex, one dict each (capex_usd, throughput_tokens_per_s,

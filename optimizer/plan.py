@@ -355,6 +355,8 @@ def plan_json_schema() -> dict:
                                 "domains_used": integer}}
     solver = {"type": "object", "required": ["backend", "build_s", "solve_s", "variables", "constraints"],
               "properties": {"backend": {"enum": ["highs", "cbc", "scip", "cpsat"]}, "build_s": num, "solve_s": num,
+                             "primary_solve_s": num, "tie_break_solve_s": num,
+                             "tie_break_gap": {"type": ["number", "null"]},
                              "variables": integer, "constraints": integer}}
     # one change that makes an infeasible instance feasible (optimizer/solving.py): the
     # field in sweep path syntax (null when no single field, e.g. "add accelerators")

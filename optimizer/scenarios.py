@@ -54,7 +54,7 @@ from . import __version__
 from .errors import InputError, Problem, did_you_mean
 from .instance import (Instance, _describe_pydantic_error, _fields_at, format_path,
                        load_instance)
-from .lp import BACKENDS, SolveParameters
+from .lp import BACKENDS, DEFAULT_BACKEND, SolveParameters
 from .strict import StrictModel
 from .yamlio import LineMap, load_yaml
 
@@ -92,7 +92,7 @@ class ZipSpec(StrictModel):
 
 
 class SolverSpec(StrictModel):
-    backend: Literal[BACKENDS] = "highs"  # type: ignore[valid-type]
+    backend: Literal[BACKENDS] = DEFAULT_BACKEND  # type: ignore[valid-type]
     time_limit_s: Optional[PositiveFloat] = Field(None, description="per scenario")
     gap: float = Field(1e-6, ge=0, le=1)
     threads: PositiveInt = 1

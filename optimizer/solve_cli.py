@@ -4,14 +4,15 @@ from __future__ import annotations
 import json
 import sys
 
-from .lp import BACKENDS, SolveParameters
+from .lp import BACKENDS, DEFAULT_BACKEND, SolveParameters
 
 
 def register(sub) -> None:
     s = sub.add_parser("solve", help="plan split, placement, DCI optics and cables for an instance")
     s.add_argument("file")
     s.add_argument("--objective", choices=["max-throughput", "min-cost"], help="override the instance's objective")
-    s.add_argument("--solver", choices=BACKENDS, default="highs", help="MILP backend (default: highs, fastest measured)")
+    s.add_argument("--solver", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help=f"MILP backend (default: {DEFAULT_BACKEND}, fastest measured: docs/backends.md)")
     s.add_argument("--time-limit", type=float, default=None,
                    help="seconds of solver time; a run it stops reports its incumbent, bound and gap (exit 3) or "
                         "that it has no plan yet, never 'optimal'; the tie-break stage gets what stage 1 leaves, "

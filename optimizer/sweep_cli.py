@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .lp import BACKENDS
+from .lp import BACKENDS, DEFAULT_BACKEND
 
 # what `compare` shows unless --columns says otherwise (csv always has every column)
 _HIDDEN_BY_DEFAULT = {"slug", "capex_dci_usd", "capex_cables_usd", "cable_mix", "gap", "solve_s",
@@ -45,7 +45,7 @@ def register(sub) -> None:
                    help="the two objectives (only 'capex throughput' is supported)")
     p.add_argument("--points", type=int, default=8, help="capex caps solved between the two extremes (default 8)")
     p.add_argument("--out", help="directory for pareto.csv, pareto_points.csv and pareto.png")
-    p.add_argument("--solver", choices=BACKENDS, default="highs")
+    p.add_argument("--solver", choices=BACKENDS, default=DEFAULT_BACKEND)
     p.add_argument("--time-limit", type=float, help="seconds per solve")
     p.add_argument("--gap", type=float, default=1e-6)
     p.add_argument("--workers", type=int, default=1, help="solve the capex caps in this many processes")

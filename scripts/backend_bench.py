@@ -31,11 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from optimizer.instance import load_instance  # noqa: E402
-from optimizer.lp import BACKENDS, SolveParameters, available_backends  # noqa: E402
+from optimizer.lp import BACKENDS, DEFAULT_BACKEND, SolveParameters, available_backends  # noqa: E402
 from optimizer.solving import solve_instance  # noqa: E402
-
-DEFAULT_BACKEND = "highs"   # dcopt solve --solver default and optimizer.api.solve(backend=...)
-
 
 def run_once(path: Path, backend: str, threads: int, time_limit_s: float) -> dict:
     li = load_instance(path)

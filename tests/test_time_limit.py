@@ -188,6 +188,36 @@ def test_a_feasible_stop_is_reported_as_such_end_to_end(monkeypatch, run_cli, tm
     assert "gap 10.00%)" in out.splitlines()[0]
 
 
+def test_an_unfinished_tie_break_is_said_in_the_first_line(monkeypatch, run_cli):
+    """Stage 1 proven, the tie-break (cheapest plan at that throughput) stopped with
+    its bound 2 % below: OPTIMAL (the objective is proven), and the line says the
+    capex is only within 2 % of the cheapest, with the gap in the plan."""
+    real = lp.solve
+    calls = []
+
+    def second_stops(model, params):
+        res = real(model, params)
+        calls.append(res.status)
+        if len(calls) == 2 and res.status == "optimal":
+            bound = res.objective * 0.98                      # min capex: bound below
+            return SolveResult("feasible", res.values, res.objective, bound, rel_gap(res.objective, bound),
+                               res.backend, res.solve_s, "Time limit reached")
+        return res
+
+    monkeypatch.setattr("optimizer.solving.solve", second_stops)
+    code, out, err = run_cli(["solve", TINY_INSTANCE, "--format", "json"])
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["status"] == "optimal" and plan["solver"]["tie_break"] == "incomplete"
+    assert plan["solver"]["tie_break_gap"] == pytest.approx(0.02, rel=1e-6)
+    assert plan["verification"]["passed"] and schema_errors(plan, plan_json_schema()) == []
+    calls.clear()
+    code, out, _ = run_cli(["solve", TINY_INSTANCE])
+    first = out.splitlines()[0]
+    assert first == ("OPTIMAL plan for tiny (proven within gap 1e-06); among plans with this optimum, "
+                            "this one is within 2.00% of the cheapest (tie-break incomplete)")
+
+
 def test_a_stop_without_time_limit_names_the_solver_message(monkeypatch, run_cli):
     real = lp.solve
 
@@ -268,6 +298,6 @@ def test_no_plan_and_no_proof_without_a_time_limit_is_a_solver_error(monkeypatch
         return SolveResult("no_solution", None, None, None, None, "highs", 0.1, "Solve error")
 
     monkeypatch.setattr(lp, "_solve_pulp", trouble)
-    code, out, err = run_cli(["solve", TINY_INSTANCE])
+    code, out, err = run_cli(["solve", TINY_INSTANCE, "--solver", "highs"])
     _assert_clean_solver_error(code, out, err, "backend 'highs' stopped without a plan and without proving "
                                "the instance infeasible (Solve error)", "try --solver cbc")
