@@ -83,7 +83,7 @@ def render(plan: dict, md: bool = False) -> str:
         return "\n".join(out) + "\n"
     P, perf, T = plan["parallelism"], plan["performance"], plan["totals"]
     o = plan["objective"]
-    out.append(f"objective {o['name']}: {o['value']:,.6g} {o['unit']}")
+    out.append(f"objective {o['name']}: {o['value']:,.6g} {o['unit']}{_objective_note(o, perf)}")
     out.append(h("Parallelism split"))
     out.append(f"TP {P['tp']} x PP {P['pp']} x DP {P['dp']} = {P['accelerators']:,} accelerators; micro-batch "
                f"{P['micro_batch']}, {P['micro_batches_per_pipeline']} micro-batches per pipeline, interleave "
@@ -159,3 +159,12 @@ def _tie_break_note(plan: dict) -> str:
     gap = S.get("tie_break_gap")
     how = f"within {gap:.2%} of the {second}" if gap is not None else f"not proven the {second}"
     return f"; among plans with this optimum, this one is {how} (tie-break {S['tie_break']})"
+
+
+def _objective_note(o: dict, perf: dict) -> str:
+    """The max-throughput objective is the single-site rate of the chosen split;
+    the plan keeps the DCI loss within its bounds, so it delivers less: say so."""
+    if o["name"] != "max-throughput" or not perf.get("efficiency_loss"):
+        return ""
+    return (f" at single-site speed; with the DCI sync exposed ({perf['efficiency_loss']:.2%} loss, within "
+            f"its bound) the plan delivers {perf['tokens_per_s']:,.0f} tokens/s")
