@@ -22,14 +22,17 @@ def _as_loaded(instance) -> LoadedInstance:
 
 def solve(instance, *, backend: str = DEFAULT_BACKEND, time_limit_s: Optional[float] = None, gap: float = 1e-6,
           threads: int = 1, seed: int = 0, objective: Optional[str] = None,
-          extra_rows: Optional[Callable] = None) -> dict:
+          extra_rows: Optional[Callable] = None, search: str = "split-order") -> dict:
     """Solve an instance (path or LoadedInstance); returns the plan dict (see `dcopt schema --plan`).
+
+    search: "split-order" (default) or "monolithic", as `dcopt solve --search`.
 
     extra_rows(pm) may add constraints to the planning model before it is solved
     (e.g. an epsilon-constraint on pm.e["capex"] or pm.e["throughput"]).
     """
     from .solving import solve_instance
-    params = SolveParameters(backend=backend, time_limit_s=time_limit_s, gap=gap, threads=threads, seed=seed)
+    params = SolveParameters(backend=backend, time_limit_s=time_limit_s, gap=gap, threads=threads, seed=seed,
+                             search=search)
     return solve_instance(_as_loaded(instance), params, objective=objective, extra_rows=extra_rows)
 
 

@@ -197,6 +197,10 @@ class SolveParameters:
     threads: int = 1
     seed: int = 0
     verbose: bool = False
+    # max-throughput stage 1: "split-order" tries the candidate splits fastest
+    # first with the split fixed (optimizer/solving.py); "monolithic" hands the
+    # whole model to the solver at once
+    search: str = "split-order"
 
 
 @dataclass

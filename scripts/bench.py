@@ -240,6 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--time-limit", type=float, default=600.0, help="per solve, s (default 600)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--search", choices=("split-order", "monolithic"), default="split-order",
+                    help="stage 1 of max-throughput (dcopt solve --search); default split-order")
     ap.add_argument("--format", choices=("text", "md"), default="text")
     ap.add_argument("--no-tiny", action="store_true", help="skip the tiny family and its exhaustive enumeration")
     ap.add_argument("--tiny-sizes", default=",".join(map(str, TINY_SIZES)),
@@ -258,7 +260,7 @@ def main(argv=None) -> int:
         li = load(data, data["name"])
         for backend in backends:
             params = SolveParameters(backend=backend, threads=args.threads, time_limit_s=args.time_limit,
-                                     seed=args.seed)
+                                     seed=args.seed, search=args.search)
             row = run_one(li, params)
             row.update(campuses=n, regions=regions_for(n), backend=backend)
             rows.append(row)
@@ -282,7 +284,7 @@ def tiny_rows(backends: list[str], args) -> list[dict]:
         enum_s = time.perf_counter() - start
         for backend in backends:
             params = SolveParameters(backend=backend, threads=args.threads, time_limit_s=args.time_limit,
-                                     seed=args.seed)
+                                     seed=args.seed, search=args.search)
             start = time.perf_counter()
             plan = solve_instance(li, params)
             milp_s = time.perf_counter() - start

@@ -210,7 +210,8 @@ def test_a_run_stopped_by_the_time_limit_validates(run_cli, tmp_path, monkeypatc
         return replace(res, status="no_solution", values=None, objective=None, bound=None, gap=None,
                        message="Time limit reached")
     monkeypatch.setattr(solving, "solve", stopped)
-    code, stdout, err = _solve_out(run_cli, TINY_INSTANCE, tmp_path / "out", "--time-limit", "30")
+    code, stdout, err = _solve_out(run_cli, TINY_INSTANCE, tmp_path / "out", "--time-limit", "30",
+                                   "--search", "monolithic")
     assert code == 3, err
     plan = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert plan["status"] == stopped_as

@@ -176,12 +176,13 @@ def test_a_feasible_stop_is_reported_as_such_end_to_end(monkeypatch, run_cli, tm
         return res
 
     monkeypatch.setattr("optimizer.solving.solve", stopped)
-    code, out, err = run_cli(["solve", TINY_INSTANCE, "--time-limit", "30", "--format", "json"])
+    code, out, err = run_cli(["solve", TINY_INSTANCE, "--time-limit", "30", "--format", "json",
+                              "--search", "monolithic"])
     assert code == 3, err
     plan = json.loads(out)
     assert plan["status"] == "feasible" and plan["objective"]["gap"] == pytest.approx(0.1)
     assert plan["solver"]["tie_break"] == "not_run" and plan["verification"]["passed"]
-    code, out, _ = run_cli(["solve", TINY_INSTANCE, "--time-limit", "30"])
+    code, out, _ = run_cli(["solve", TINY_INSTANCE, "--time-limit", "30", "--search", "monolithic"])
     assert code == 3
     assert out.splitlines()[0].startswith("FEASIBLE plan for tiny, NOT proven optimal: the solver stopped at "
                                           "its time limit (30 s) (incumbent ")
@@ -227,10 +228,79 @@ def test_a_stop_without_time_limit_names_the_solver_message(monkeypatch, run_cli
                            res.solve_s, "Iteration limit reached")
 
     monkeypatch.setattr("optimizer.solving.solve", early)
-    code, out, _ = run_cli(["solve", TINY_INSTANCE])
+    code, out, _ = run_cli(["solve", TINY_INSTANCE, "--search", "monolithic"])
     assert code == 3
     assert "NOT proven optimal: the solver stopped before proving optimality (Iteration limit reached)" \
         in out.splitlines()[0]
+
+
+# ---------------------------------------------------------------- stage 1 by split order
+
+def _split_rates(path=TINY_INSTANCE):
+    from optimizer.instance import load_instance
+    from optimizer.planner import select_candidates
+    cands, _ = select_candidates(load_instance(path))
+    return sorted((c.tokens_per_s for c in cands), reverse=True)
+
+
+@pytest.mark.parametrize("retry_decides", [False, True], ids=["stays-open", "retry-finds-plan"])
+def test_split_order_with_an_undecided_faster_split(monkeypatch, run_cli, retry_decides):
+    """The fastest split's try ends undecided at its time cap (a try gets at most
+    half the time left); the next split has a plan; the fastest is then retried
+    with all the time left. Still undecided: FEASIBLE, bound = its rate, exit 3.
+    Decided with a plan: OPTIMAL at its rate."""
+    real = lp.solve
+    calls = []
+
+    def undecided(model, params):
+        calls.append(params.time_limit_s)
+        if len(calls) == 1 or (len(calls) == 3 and not retry_decides):
+            return SolveResult("no_solution", None, None, None, None, params.backend, 0.2, "Time limit reached")
+        return real(model, params)
+
+    monkeypatch.setattr("optimizer.solving.solve", undecided)
+    code, out, err = run_cli(["solve", TINY_INSTANCE, "--time-limit", "30", "--format", "json"])
+    plan = json.loads(out)
+    rates = _split_rates()
+    assert calls[0] == pytest.approx(15.0)
+    assert calls[2] > 15.0                                  # the retry gets all the time left
+    assert plan["verification"]["passed"] and schema_errors(plan, plan_json_schema()) == []
+    o = plan["objective"]
+    if retry_decides:
+        assert code == 0, err
+        assert plan["status"] == "optimal" and o["value"] == pytest.approx(rates[0])
+        return
+    assert code == 3, err
+    assert plan["status"] == "feasible" and len(calls) == 3
+    assert o["bound"] == pytest.approx(rates[0]) and o["value"] < rates[0]
+    assert o["value"] in [pytest.approx(r) for r in rates[1:]]
+    assert o["gap"] == pytest.approx((rates[0] - o["value"]) / o["value"])
+    assert plan["termination"]["reason"] == "time_limit"
+
+
+def test_split_order_without_time_limit_passes_a_solver_failure_on(monkeypatch, run_cli):
+    def failing(model, params):
+        return SolveResult("no_solution", None, None, None, None, params.backend, 0.1, "Solve error")
+
+    monkeypatch.setattr("optimizer.solving.solve", failing)
+    code, out, err = run_cli(["solve", TINY_INSTANCE])
+    _assert_clean_solver_error(code, out, err, "stopped without a plan and without proving the instance "
+                               "infeasible (Solve error)", "try --solver")
+
+
+@pytest.mark.parametrize("path", [TINY_INSTANCE, "two-building-campus.yaml", "trn2-ultra64-region.yaml"])
+def test_split_order_and_monolithic_search_find_the_same_plan_value(path):
+    from conftest import INSTANCE_DIR
+    from optimizer.instance import load_instance
+    from optimizer.solving import solve_instance
+    li = load_instance(path if path == TINY_INSTANCE else INSTANCE_DIR / path)
+    a = solve_instance(li, SolveParameters(search="split-order", threads=2))
+    b = solve_instance(li, SolveParameters(search="monolithic", threads=2))
+    assert a["status"] == b["status"] == "optimal"
+    assert a["objective"]["value"] == pytest.approx(b["objective"]["value"], rel=1e-9)
+    assert a["totals"]["capex_usd"] == pytest.approx(b["totals"]["capex_usd"], rel=2e-6)
+    assert a["parallelism"]["tp"] * a["parallelism"]["pp"] * a["parallelism"]["dp"] == \
+        b["parallelism"]["tp"] * b["parallelism"]["pp"] * b["parallelism"]["dp"]
 
 
 def test_unlit_fiber_pairs_of_an_incumbent_are_in_the_plan():
