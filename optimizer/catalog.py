@@ -31,6 +31,10 @@ class Accelerator(Entry):
     scale_out_nic_gbps: PositiveFloat
     achievable_gemm_fraction: float = Field(gt=0, le=1)
     calibration_source: str
+    # HBM bytes the memory-bound non-GEMM kernels move per stored activation byte
+    # (optimizer/performance.py, step-time model): counted, not fitted, kept with the calibration
+    nongemm_hbm_bytes_per_activation_byte: PositiveFloat
+    nongemm_source: str = Field(min_length=3)
 
 
 class ConnectionClass(StrictModel):

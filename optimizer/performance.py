@@ -47,9 +47,10 @@ per accelerator:
   For a GPT (P_mm = 12h²) this is exactly [N21]'s 96·B·s·L·h²(1 + s/(6h) +
   V/(16·L·h)) with full recompute and 72·…(1 + s/(6h) + V/(12·L·h)) without.
 * Non-GEMM time (layernorm, softmax, GeLU/SwiGLU, dropout, residual adds,
-  cross-entropy): memory-bound on HBM. Bytes = NONGEMM_TRAFFIC_FACTOR (2:
-  every activation byte is written by its producer kernel and read once by
-  its consumer) × the per-layer activation bytes of [K22] × the number of
+  cross-entropy): memory-bound on HBM. Bytes = the accelerator's catalog
+  nongemm_hbm_bytes_per_activation_byte (2: every activation byte is written
+  by its producer kernel and read once by its consumer; its nongemm_source
+  says why) × the per-layer activation bytes of [K22] × the number of
   passes (3, or 4 when recomputed), plus the fp32 logits 3× for the loss. This
   term is what makes small models (small h, large a·s/h) slower per FLOP; it
   is the size-dependent term of the calibration (see below).
@@ -104,6 +105,9 @@ One constant per accelerator: achievable_gemm_fraction in the catalog. For
 A100-80GB it is fitted to [N21] Table 1 with [S21]'s micro-batch sizes and
 interleaving, no sequence parallelism (it came later, [K22]), full recompute;
 tests/test_megatron_calibration.py recomputes every row from the catalog.
+The non-GEMM factor (nongemm_hbm_bytes_per_activation_byte, 2) sits next to
+it in the catalog entry but is not fitted: it is the write-once/read-once
+count above, and the size-dependent term that lets one fraction fit all rows.
 
 Traffic and linearity for the MILP (bytes per optimizer step)
 -------------------------------------------------------------
@@ -119,11 +123,14 @@ Traffic and linearity for the MILP (bytes per optimizer step)
   active. The only nonlinearity is the 2(n−1)/n factor, which the MILP makes
   exact with a one-hot variable on the number n of active sites (a constant
   per value of n).
-* Turning bytes into bandwidth divides by a time budget: the exposed time the
-  loss bound allows, exposed_budget_s(T, bound) = T·bound/(1−bound), or the
-  step itself for streamed PP traffic. T is the single-site step time of the
-  chosen split, a constant per candidate, so required Gb/s = bytes·8/(T·…)
-  enters as a constant coefficient times the split's binary.
+* Turning bytes into bandwidth divides by a time budget: share·T for a DP
+  phase, where the share of the single-site step T comes from
+  planner.loss_budgets (each region's intra-region phases get the region's
+  bound; the inter-region phase the inter_region bound less the largest
+  intra share; share·T is a stricter, valid form of T·b/(1−b)), or the step
+  itself for streamed PP traffic. T is a constant per candidate, so required
+  Gb/s = bytes·8/(share·T) enters as a constant coefficient times the split's
+  binary. placement_traffic() applies these formulas to one placement.
 """
 from __future__ import annotations
 
@@ -144,7 +151,6 @@ RECOMPUTE_CODE = {name: i for i, name in enumerate(RECOMPUTE_MODES)}
 GRAD_BYTES_PER_PARAM = 4            # fp32 main gradients [MDO]
 ADAM_STATE_BYTES_PER_PARAM = 12     # fp32 master weights, first and second moments [MDO]
 LOGIT_BYTES_PER_ELEMENT = 4         # fp32 logits for the loss [K22]
-NONGEMM_TRAFFIC_FACTOR = 2          # activation byte written once, read once (see module doc)
 ACT_REPLICATED_COEF = 10            # [K22] eq. 2: LN inputs 4, QKV/MLP inputs 4, dropout masks 2 (per s·b·h)
 ACT_SCORE_COEF = 5                  # [K22]: softmax output 2, dropout mask 1, dropout output 2 (per a·s²·b)
 FULL_RECOMPUTE_STORED_COEF = 2      # [K22]: the layer input, 2·s·b·h bytes
@@ -381,10 +387,22 @@ def efficiency(step_time_single_s: float, exposed_dci_s: float) -> float:
     return step_time_single_s / (step_time_single_s + exposed_dci_s)
 
 
-def exposed_budget_s(step_time_single_s: float, loss_bound: float) -> float:
-    """Largest exposed time that keeps the efficiency loss 1 − T/(T+e) within the bound:
-    e = T·bound/(1 − bound). (bound·T is a slightly stricter, also valid, budget.)"""
-    return step_time_single_s * loss_bound / (1.0 - loss_bound)
+def dp_pair_bytes_per_step(params: float, bytes_per_element: int, n_sites: int) -> float:
+    """Bytes one active site sends each other active site per step in the cross-site phase of
+    hierarchical DP over n sites: 2·N·β/n (the site's 2(n−1)/n·N·β spread evenly over its n−1
+    peers); 0 for one site. Links are full duplex: the peer sends as much back."""
+    if n_sites <= 1:
+        return 0.0
+    return 2.0 * params * bytes_per_element / n_sites
+
+
+def dp_pair_gbps(params: float, bytes_per_element: int, n_sites: int, share: float,
+                 step_time_single_s: float) -> float:
+    """Gb/s each way between two of n active sites so that their DP phase takes at most share·T of
+    the single-site step T: 2·N·β·8/(n·share·T)/1e9. This is the planner's pairwise demand
+    (k/n)·φ with k = 16·N·β/(share·1e9·3600) and φ = 3600/T steps per hour (planner.build_model);
+    share comes from planner.loss_budgets."""
+    return dci_required_gbps(dp_pair_bytes_per_step(params, bytes_per_element, n_sites), share * step_time_single_s)
 
 
 def one_way_latency_s(distance_km: float, us_per_km: float) -> float:
@@ -396,6 +414,76 @@ def pp_fill_drain_latency_s(distance_km: float, us_per_km: float) -> float:
     """A PP boundary across a DCI link adds one one-way latency to the pipeline fill (forward) and one
     to the drain (backward); in steady state it is hidden (DOMAIN.md §2)."""
     return 2.0 * one_way_latency_s(distance_km, us_per_km)
+
+
+# ---------------------------------------------------------------- traffic of a placement
+
+LINK_CLASSES: tuple[str, ...] = ("campus", "intra_region", "inter_region")
+
+
+def placement_traffic(params: float, bytes_per_element: int, step_time_single_s: float,
+                      pp_bytes_per_pipeline: float, replicas: dict[str, int], region_of: dict[str, str],
+                      region_scope: dict[str, str], intra_share: dict[str, float], inter_share: float,
+                      split_pipelines: dict[tuple[str, str], int] | None = None,
+                      split_scope: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """DCI bytes per step and Gb/s per link class of one placement, by the planner's formulas.
+
+    replicas: whole DP replicas (pipelines) per campus; split_pipelines: pipelines whose PP stages
+    are split half and half across a campus pair (a, b), split_scope their link class. region_of maps
+    every campus to its region (order: the instance's), region_scope each region to the link class
+    of its intra-region DP phase ("campus" when all its routes are building links, else
+    "intra_region"), intra_share / inter_share the share of the single-site step T each phase may
+    take (planner.loss_budgets).
+
+    A campus is active when it hosts any replica or half of a split pipeline, a region when one of
+    its campuses is. Hierarchical DP runs one phase across the j active campuses of each region and
+    one across the j active regions: every pair of active sites of a phase exchanges 2·N·β/j bytes
+    each way per step (dp_pair_bytes_per_step), sized to take share·T (dp_pair_gbps). Each split
+    pipeline puts pp_bytes_per_pipeline (both directions) on its pair's link, streamed over the
+    step: pp_bytes·8/T, as the planner sizes it (Candidate.pp_gbps_per_split_pipeline).
+
+    Linear for the MILP: DP bytes depend on the placement only through the counts j of active sites
+    (one-hot in the MILP), PP bytes are the split-pipeline counts times a constant.
+    Link-class totals sum the pairs: DP bytes and Gb/s each way per pair, PP both directions.
+    """
+    split_pipelines = {k: v for k, v in (split_pipelines or {}).items() if v > 0}
+    split_scope = split_scope or {}
+    T = step_time_single_s
+    active_set = {c for c, x in replicas.items() if x > 0} | {c for pair in split_pipelines for c in pair}
+    regions = list(dict.fromkeys(region_of.values()))
+    active = {r: [c for c in region_of if region_of[c] == r and c in active_set] for r in regions}
+    active_regions = [r for r in regions if active[r]]
+    classes = {k: {"pairs": 0, "dp_bytes_per_step": 0.0, "dp_gbps": 0.0, "split_pipelines": 0,
+                   "pp_bytes_per_step": 0.0, "pp_gbps": 0.0} for k in LINK_CLASSES}
+
+    def phase(scope: str, group: str, sites: list[str], share: float) -> dict[str, Any]:
+        j = len(sites)
+        pairs = j * (j - 1) // 2
+        pair_bytes = dp_pair_bytes_per_step(params, bytes_per_element, j)
+        pair_gbps = dp_pair_gbps(params, bytes_per_element, j, share, T) if j > 1 else 0.0
+        classes[scope]["pairs"] += pairs
+        classes[scope]["dp_bytes_per_step"] += pairs * pair_bytes
+        classes[scope]["dp_gbps"] += pairs * pair_gbps
+        return {"link_class": scope, "group": group, "sites": list(sites), "share": share,
+                "time_budget_s": share * T,
+                "bytes_per_site": hierarchical_dp_bytes_per_site(params, bytes_per_element, j),
+                "bytes_per_pair": pair_bytes, "gbps_per_pair": pair_gbps, "gbps_per_site": (j - 1) * pair_gbps}
+
+    phases = [phase(region_scope[r], r, active[r], intra_share[r]) for r in regions if len(active[r]) > 1]
+    if len(active_regions) > 1:
+        phases.append(phase("inter_region", "regions", active_regions, inter_share))
+    pp_links = []
+    pp_gbps_one = dci_required_gbps(pp_bytes_per_pipeline, T)
+    for (a, b), count in split_pipelines.items():
+        scope = split_scope.get((a, b), "intra_region" if region_of[a] == region_of[b] else "inter_region")
+        link = {"a": a, "b": b, "link_class": scope, "pipelines": count,
+                "bytes_per_step": count * pp_bytes_per_pipeline, "gbps": count * pp_gbps_one}
+        pp_links.append(link)
+        classes[scope]["split_pipelines"] += count
+        classes[scope]["pp_bytes_per_step"] += link["bytes_per_step"]
+        classes[scope]["pp_gbps"] += link["gbps"]
+    return {"active_campuses": {r: active[r] for r in active_regions}, "dp_phases": phases,
+            "pp_links": pp_links, "link_classes": classes}
 
 
 # ---------------------------------------------------------------- the vectorized model
@@ -497,9 +585,10 @@ def _model(w: Workload, t, p, d, b, v, rc, mem: dict | None = None) -> dict[str,
     # --- non-GEMM (memory-bound) time per micro-batch
     main_passes = np.where(full, 4.0, 3.0)
     score_passes = np.where(none, 3.0, 4.0)
-    ng_mb = NONGEMM_TRAFFIC_FACTOR * (n_l * (main_passes * x.act_main + score_passes * x.act_score)
+    ng_factor = acc.nongemm_hbm_bytes_per_activation_byte    # catalog, with its source
+    ng_mb = ng_factor * (n_l * (main_passes * x.act_main + score_passes * x.act_score)
                                       + 3 * x.logits) / hbm
-    ng_fwd_mb = NONGEMM_TRAFFIC_FACTOR * (n_l * (x.act_main + x.act_score) + x.logits) / hbm
+    ng_fwd_mb = ng_factor * (n_l * (x.act_main + x.act_score) + x.logits) / hbm
 
     # --- TP, PP per micro-batch
     tp_buf = b * s * h * beta

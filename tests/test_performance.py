@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 
 import numpy as np
@@ -304,9 +305,11 @@ def test_workload_from_every_instance(instances):
 # ---------------------------------------------------------------- dcopt evaluate
 
 def _best_split(path):
+    from optimizer.planner import power_limited_accelerators
     li = load_instance(path)
     w = perf.workload_from_instance(li)
-    tab = perf.enumerate_splits(w, max_accelerators=sum(li.accelerators_at(c) for c in li.campuses))
+    tab = perf.enumerate_splits(w, max_accelerators=min(power_limited_accelerators(li),
+                                                        li.instance.job.max_accelerators or math.inf))
     assert len(tab) > 0, f"no feasible split for {path.name}"
     return tab.row(int(np.argmax(tab.tokens_per_s)))
 
@@ -319,9 +322,14 @@ def test_evaluate_works_on_every_instance(run_cli, path):
     code, out, err = run_cli(args)
     assert code == 0, out + err
     assert "status: feasible" in out
-    for word in ("weights", "activations", "pipeline bubble", "MFU", "tokens/s", "TP, scale-up",
-                 "DP across 2 sites", "intra-region", "inter-region"):
+    for word in ("weights", "activations", "pipeline bubble", "MFU", "tokens/s", "TP, scale-up", "DP across 2 sites"):
         assert word in out
+    li = load_instance(path)
+    for region in li.instance.regions:      # one DP phase per region with campuses to connect, as the planner
+        if len(region.campuses) > 1:
+            assert f" phase, {region.name}: " in out
+    assert ("inter-region phase" in out) == (len(li.instance.regions) > 1)
+    assert ("inter-region: none (one region)" in out) == (len(li.instance.regions) == 1)
     code, out, err = run_cli(args + ["--format", "json"])
     assert code == 0
     rep = json.loads(out)
@@ -369,3 +377,188 @@ def test_evaluate_bad_input_exits_2(run_cli, args):
 def test_evaluate_missing_file_exits_2(run_cli, tmp_path):
     code, out, err = run_cli(["evaluate", tmp_path / "nope.yaml", "--tp", "1", "--pp", "1", "--dp", "1"])
     assert code == 2
+
+
+# ---------------------------------------------------------------- evaluate: capacity, DCI as the planner, placement
+
+GB200_W_PER_ACCELERATOR = 132_000 / 72      # GB200-NVL72 rack power / GPUs (models/scale_up_domains.yaml)
+DEFAULT_ACCELERATORS = (1100 + 600 + 600 + 500 + 1000 + 600 + 600) * 72     # domains x 72 in us-two-regions
+
+
+def test_evaluate_more_accelerators_than_the_instance_has_is_infeasible(run_cli):
+    """TP 72 x PP 27 x DP 1024 = 1,990,656 GPUs; us-two-regions has 5,000 NVL72 racks = 360,000 and every
+    campus budget feeds more than it has (council-bluffs: 300 MW / (1.2 x 1,833 W) = 136,363 > 79,200)."""
+    assert 72 * 27 * 1024 == 1_990_656 and DEFAULT_ACCELERATORS == 360_000
+    assert int(300e6 / (1.2 * GB200_W_PER_ACCELERATOR)) == 136_363
+    args = ["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "27", "--dp", "1024"]
+    code, out, err = run_cli(args)
+    assert code == 4, out + err
+    assert "status: INFEASIBLE" in out
+    assert ("why: capacity: the split needs 1,990,656 accelerators but the instance has 360,000 and its campus "
+            "power budgets let it use at most 360,000 (1,630,656 short)") in out
+    code, out, err = run_cli(args + ["--format", "json"])
+    assert code == 4
+    rep = json.loads(out)
+    assert rep["evaluation"]["feasible"] is False
+    assert rep["capacity"] == {"accelerators_needed": 1_990_656, "accelerators_available": 360_000,
+                               "accelerators_power_limited": 360_000, "job_max_accelerators": None}
+
+
+def test_evaluate_power_limited_split_is_infeasible(run_cli, tmp_path):
+    """council-bluffs and new-albany cut to 10 MW: each feeds 10 MW / (1.2 x 1,833.3 W) = 4,545 GPUs, so the
+    instance can use 360,000 - 79,200 - 72,000 + 2 x 4,545 = 217,890 < 248,832 = 72 x 27 x 128."""
+    import yaml
+    raw = yaml.safe_load(DEFAULT_INSTANCE.read_text())
+    for region in raw["regions"]:
+        for c in region["campuses"]:
+            if c["name"] in ("council-bluffs", "new-albany"):
+                c["power_budget_mw"] = 10
+    path = tmp_path / "low-power.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert int(10e6 / (1.2 * GB200_W_PER_ACCELERATOR)) == 4545
+    limited = 360_000 - 79_200 - 72_000 + 2 * 4545
+    assert limited == 217_890
+    code, out, err = run_cli(["evaluate", path, "--tp", "72", "--pp", "27", "--dp", "128"])
+    assert code == 4, out + err
+    assert ("the split needs 248,832 accelerators but the instance has 360,000 and its campus power budgets "
+            "let it use at most 217,890 (30,942 short)") in out
+    # the same split on the full budgets is feasible
+    code, out, err = run_cli(["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "27", "--dp", "128"])
+    assert code == 0 and "status: feasible" in out
+
+
+def test_campus_power_limits_sum_to_the_planners_bound(instances):
+    from optimizer.evaluate_cli import campus_power_limit
+    from optimizer.planner import power_limited_accelerators
+    for path in instances:
+        li = load_instance(path)
+        assert sum(campus_power_limit(li, c) for c in li.campuses) == power_limited_accelerators(li)
+
+
+def test_evaluate_dci_figures_are_the_planners(run_cli):
+    """TP 72 x PP 27 x DP 128 on us-two-regions. planner.loss_budgets: every route inside a region is
+    > 10 km, so both regions' intra phases get 5 % of T and the inter-region phase 10 % - 5 % = 5 %. The
+    planner's inter-region demand per region pair is k_inter / 2 x 3600 / T with
+    k_inter = 16 N beta / (0.05 x 1e9 x 3600), i.e. 2 N beta 8 / (2 x 0.05 x T) bits/s."""
+    from optimizer import planner
+    code, out, err = run_cli(["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "27", "--dp", "128",
+                              "--format", "json"])
+    assert code == 0, err
+    rep = json.loads(out)
+    ev = rep["evaluation"]
+    N, T = ev["params"], ev["step_time_s"]
+    (inter,) = [p for p in rep["cross_site"]["dp_phases"] if p["link_class"] == "inter_region"]
+    assert inter["share"] == pytest.approx(0.05) and inter["time_budget_s"] == pytest.approx(0.05 * T)
+    by_hand = 2 * N * 2 * 8 / (2 * 0.05 * T) / 1e9
+    assert inter["by_active_sites"]["2"]["gbps_per_site"] == pytest.approx(by_hand)
+    # the coefficient the MILP uses for this very split
+    li = load_instance(DEFAULT_INSTANCE)
+    cand = planner.Candidate(index=0, tp=72, pp=27, dp=128, micro_batch=1, interleave=1, recompute="selective",
+                             accelerators=ev["accelerators"], replica_accelerators=ev["replica_accelerators"],
+                             step_time_s=T, tokens_per_s=ev["tokens_per_s"], mfu=ev["mfu"],
+                             pp_gbps_per_split_pipeline=rep["cross_site"]["pp_gbps_per_split_pipeline"])
+    pm = planner.build_model(li, candidates=[cand])
+    assert pm.facts["k_inter_gbps_s"] == pytest.approx(16 * N * 2 / (0.05 * 1e9 * 3600))
+    assert inter["by_active_sites"]["2"]["gbps_per_pair"] == pytest.approx(pm.facts["k_inter_gbps_s"] / 2 * 3600 / T)
+    # intra-region, 4 campuses of iowa-nebraska: k_intra / 4 x 3600 / T per pair, 3 pairs per site
+    (iowa,) = [p for p in rep["cross_site"]["dp_phases"] if p["group"] == "iowa-nebraska"]
+    k_intra = pm.facts["k_intra_gbps_s"]["iowa-nebraska"]
+    assert iowa["link_class"] == "intra_region" and iowa["share"] == 0.05
+    assert iowa["by_active_sites"]["4"]["gbps_per_pair"] == pytest.approx(k_intra / 4 * 3600 / T)
+    assert iowa["by_active_sites"]["4"]["gbps_per_site"] == pytest.approx(3 * k_intra / 4 * 3600 / T)
+    # a split pipeline's stream as the planner sizes it: 2 (B/d) s h beta over T
+    pp_bytes = 2 * 8192 / 128 * 4096 * 73728 * 2
+    assert rep["cross_site"]["pp_gbps_per_split_pipeline"] == pytest.approx(pp_bytes * 8 / T / 1e9)
+    print(f"\nTP72 PP27 DP128: inter-region {by_hand / 1e3:,.1f} Tb/s per region pair (T = {T:.3f} s)")
+    code, text, err = run_cli(["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "27", "--dp", "128"])
+    assert f"inter-region phase (10% bound less the largest intra share): 5.0% of T = {0.05 * T:.3f} s" in text
+    assert f"DP across 2 regions: 20.89 TB per region, {by_hand / 1e3:,.1f} Tb/s per region pair" in text
+
+
+PLACED = "council-bluffs=40,omaha=22,new-albany=37,columbus=22,lancaster=7"
+
+
+def test_evaluate_placement_by_hand(run_cli):
+    """40 + 22 replicas in iowa-nebraska (2 campuses active), 37 + 22 + 7 in ohio (3 active), 2 regions:
+    iowa's pair exchanges 2 N beta / 2 each way, ohio's 3 pairs 2 N beta / 3, the region pair 2 N beta / 2,
+    all in 5 % of T."""
+    code, out, err = run_cli(["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "27", "--dp", "128",
+                              "--placement", PLACED, "--format", "json"])
+    assert code == 0, out + err
+    rep = json.loads(out)
+    N, T = rep["evaluation"]["params"], rep["evaluation"]["step_time_s"]
+    pl = rep["placement"]
+    assert pl["campuses"]["council-bluffs"]["accelerators_used"] == 40 * 72 * 27 == 77_760
+    assert pl["campuses"]["lincoln"]["accelerators_used"] == 0
+    tr = pl["traffic"]
+    assert tr["active_campuses"] == {"iowa-nebraska": ["council-bluffs", "omaha"],
+                                     "ohio": ["new-albany", "columbus", "lancaster"]}
+    c = tr["link_classes"]
+    pair = {j: 2 * N * 2 / j * 8 / (0.05 * T) / 1e9 for j in (2, 3)}
+    assert c["intra_region"]["pairs"] == 1 + 3
+    assert c["intra_region"]["dp_bytes_per_step"] == pytest.approx(2 * N * 2 / 2 + 3 * 2 * N * 2 / 3)
+    assert c["intra_region"]["dp_gbps"] == pytest.approx(pair[2] + 3 * pair[3])
+    assert c["inter_region"]["pairs"] == 1 and c["inter_region"]["dp_gbps"] == pytest.approx(pair[2])
+    assert c["campus"]["pairs"] == 0 and c["campus"]["dp_gbps"] == 0.0
+    code, text, err = run_cli(["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "27", "--dp", "128",
+                               "--placement", PLACED])
+    assert code == 0 and "placement: council-bluffs=40, omaha=22, new-albany=37, columbus=22, lancaster=7" in text
+
+
+def test_evaluate_placement_with_split_pipelines(run_cli):
+    """PP 28 (even): 20 pipelines split over omaha-papillion (20 km, intra-region) put 2 (B/d) s h beta
+    each on that link, over T; each of those campuses holds 20 halves of 72 x 28 / 2 GPUs."""
+    placement = "council-bluffs=39,omaha+papillion=20,new-albany=35,columbus=21,lancaster=13"
+    code, out, err = run_cli(["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "28", "--dp", "128",
+                              "--placement", placement, "--format", "json"])
+    assert code == 0, out + err
+    rep = json.loads(out)
+    T = rep["evaluation"]["step_time_s"]
+    pl = rep["placement"]
+    assert pl["campuses"]["omaha"]["accelerators_used"] == 20 * 72 * 14 == 20_160
+    (link,) = pl["traffic"]["pp_links"]
+    pp_bytes = 2 * 8192 / 128 * 4096 * 73728 * 2
+    assert (link["a"], link["b"], link["link_class"], link["pipelines"]) == ("omaha", "papillion", "intra_region", 20)
+    assert link["bytes_per_step"] == pytest.approx(20 * pp_bytes)
+    assert link["gbps"] == pytest.approx(20 * pp_bytes * 8 / T / 1e9)
+    assert pl["pp_fill_drain_latency_s"]["omaha+papillion"] == pytest.approx(2 * 20 * 4.9e-6)
+    assert pl["traffic"]["active_campuses"]["iowa-nebraska"] == ["council-bluffs", "omaha", "papillion"]
+
+
+def test_evaluate_placement_over_a_campus_is_infeasible(run_cli):
+    code, out, err = run_cli(["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "27", "--dp", "128",
+                              "--placement", "council-bluffs=41,omaha=22,new-albany=37,columbus=22,lancaster=6"])
+    assert code == 4
+    # 41 x 1,944 = 79,704 > 1,100 racks x 72 = 79,200
+    assert "why: placement: council-bluffs would hold 79,704 accelerators but has 79,200" in out
+
+
+def test_evaluate_split_pipeline_latency_beyond_the_room_is_infeasible(run_cli):
+    """Tiny instance, ~1 ms step: a 40 km split adds 2 x 40 x 4.9 us = 0.392 ms of fill/drain, far more than
+    the (0.05/0.95 - 0.05) x T the loss bounds leave after the DP phase."""
+    from conftest import TINY_INSTANCE
+    code, out, err = run_cli(["evaluate", TINY_INSTANCE, "--tp", "8", "--pp", "2", "--dp", "8",
+                              "--recompute", "none", "--placement", "a+b=8"])
+    assert code == 4, out + err
+    assert "pipelines split over a-b (40 km) add 0.392 ms of fill/drain latency" in out
+
+
+@pytest.mark.parametrize("placement, fragment", [
+    ("council-bluff=128", "unknown name 'council-bluff' (did you mean 'council-bluffs'?)"),
+    ("omaha=x", "'omaha=x': the count must be a whole number >= 0"),
+    ("omaha=-3", "the count must be a whole number >= 0"),
+    ("omaha", "'omaha': expected CAMPUS=COUNT or CAMPUS+CAMPUS=COUNT"),
+    ("omaha=64,omaha=64", "campus omaha is given twice"),
+    ("omaha=100", "the counts sum to 100 pipelines but --dp is 128"),
+    ("omaha=100,columbus=100", "the counts sum to 200 pipelines but --dp is 128"),
+    ("omaha+new-albany=128", "are in different regions"),
+    ("council-bluffs+lincoln=128", "no route joins council-bluffs and lincoln"),
+    ("omaha+omaha=128", "needs two different campuses"),
+    ("council-bluffs+omaha=128", "PP must be even (got 27)"),
+])
+def test_evaluate_bad_placement_exits_2(run_cli, placement, fragment):
+    code, out, err = run_cli(["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "27", "--dp", "128",
+                              "--placement", placement])
+    assert code == 2, out + err
+    assert "error: command line: --placement: " in err and fragment in err
+    assert "Traceback" not in err
