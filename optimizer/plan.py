@@ -118,6 +118,7 @@ def extract_plan(pm: PlanningModel, res: SolveResult) -> dict:
 
     # performance with the provisioned network
     perf_report = network_performance(li, cand, placement, dci_links, flows, split_pipes, F)
+    perf_report.update(split_choice(cand, terms, perf_report, pm.candidates))
     capex_parts = {name: round(val(expr), 2) for name, expr in E["capex_parts"].items()}
     capex = round(sum(capex_parts.values()), 2)
     power = {c.name: round(val(E["power_at"][c.name]), 1) for c in li.campuses}
@@ -196,23 +197,68 @@ def network_performance(li, cand, placement, dci_links, flows, split_pipes, fact
         bytes_pair = 2 * params * beta / n_regions
         inter_s = max(inter_s, math.inf if rate <= 0 else bytes_pair * 8 / (rate * 1e9))
     pp_latency = 0.0
+    pp_scope = "campus"
     km = {(l["a"], l["b"]): l["distance_km"] for l in dci_links}
+    scope_of = {(l["a"], l["b"]): l["scope"] for l in dci_links}
     for sp in split_pipes:
-        pp_latency = max(pp_latency, 2 * perf.one_way_latency_s(km[(sp["a"], sp["b"])], li.instance.network.latency_us_per_km))
+        lat = 2 * perf.one_way_latency_s(km[(sp["a"], sp["b"])], li.instance.network.latency_us_per_km)
+        if lat > pp_latency:
+            pp_latency, pp_scope = lat, scope_of[(sp["a"], sp["b"])]
     t_single = cand.step_time_s
-    exposed = max(intra_s.values(), default=0.0) + inter_s + pp_latency
+    intra_worst = max(intra_s.values(), default=0.0)
+    exposed = intra_worst + inter_s + pp_latency
     t = t_single + exposed
     eff = t_single / t
+    # loss per distance class: the share of the step each class's exposed phase takes
+    # (they add up to efficiency_loss = exposed / step). The intra-region phase is
+    # the worst region's, classed as loss_budgets() bounds it: `campus` when all the
+    # region's routes are building links; the PP fill/drain by its route's scope.
+    loss_by_scope = {"campus": 0.0, "intra_region": 0.0, "inter_region": inter_s / t}
+    if intra_s:
+        worst_region = max(sorted(intra_s), key=lambda rn: intra_s[rn])
+        loss_by_scope[_region_scope(li, worst_region)] += intra_worst / t
+    loss_by_scope[pp_scope] += pp_latency / t
     return {
         "step_time_s": t, "step_time_single_site_s": t_single,
         "tokens_per_s": cand.tokens_per_s * eff, "tokens_per_s_single_site": cand.tokens_per_s,
         "mfu": cand.mfu * eff, "mfu_single_site": cand.mfu,
         "efficiency_loss": 1 - eff,
-        "exposed_s": {"intra_region": max(intra_s.values(), default=0.0), "inter_region": inter_s,
-                      "pp_latency": pp_latency},
+        "exposed_s": {"intra_region": intra_worst, "inter_region": inter_s, "pp_latency": pp_latency},
+        "efficiency_loss_by_scope": loss_by_scope,
         "efficiency_loss_bound": li.instance.job.efficiency_loss_bound.model_dump(),
         "active_campuses": len(active), "active_regions": n_regions,
     }
+
+
+def _region_scope(li, region_name: str) -> str:
+    """`campus` if every route inside the region is a building link, else `intra_region`
+    (the class whose loss bound the region's DP phase gets, planner.loss_budgets)."""
+    names = {c.name for r in li.instance.regions if r.name == region_name for c in r.campuses}
+    scopes = {li.route_scope(r) for r in li.instance.routes if r.a in names and r.b in names}
+    return "campus" if scopes == {"campus"} else "intra_region"
+
+
+STEP_TERMS = (("compute", "compute_s"), ("tp", "tp_comm_s"), ("bubble", "bubble_s"), ("pp", "pp_comm_s"),
+              ("dp_exposed", "dp_comm_s"), ("optimizer", "optimizer_s"))
+
+
+def split_choice(cand, terms: dict, perf_report: dict, candidates) -> dict:
+    """Why this split: its step-time terms and the faster candidates it beat.
+
+    step_time_terms_s: the single-site terms of the performance model (compute,
+    TP collectives, pipeline bubble, PP sends, exposed DP all-reduce, optimizer
+    step) plus the DCI phases the plan exposes; they add up to step_time_s.
+    faster_candidate_splits: candidates with a higher single-site rate; with a
+    proven max-throughput optimum none of them has a feasible plan.
+    """
+    ex = perf_report["exposed_s"]
+    step_terms = {name: float(terms[key]) for name, key in STEP_TERMS}
+    step_terms.update({"dci_intra_region": ex["intra_region"], "dci_inter_region": ex["inter_region"],
+                       "pp_latency": ex["pp_latency"]})
+    faster = [c for c in candidates if c.tokens_per_s > cand.tokens_per_s]
+    return {"step_time_terms_s": step_terms,
+            "faster_candidate_splits": len(faster),
+            "fastest_candidate_tokens_per_s": max((c.tokens_per_s for c in candidates), default=cand.tokens_per_s)}
 
 
 def inter_region_capacity(li, dci_links) -> dict[str, float]:
@@ -332,6 +378,7 @@ def plan_json_schema() -> dict:
     nnum = {"type": ["number", "null"]}
     s = {"type": "string"}
     integer = {"type": "integer", "minimum": 0}
+    nonneg = {"type": "number", "minimum": 0}
     num_map = {"type": "object", "additionalProperties": num}
     link = {"type": "object", "required": ["a", "b", "distance_km", "scope", "module", "wavelengths", "modules",
                                            "fiber_pairs", "capacity_gbps", "demand_gbps", "cost_usd", "power_w"],
@@ -363,6 +410,14 @@ def plan_json_schema() -> dict:
     change = {"type": "object", "required": ["kind", "field", "limit", "needed", "unit", "action"],
               "properties": {"kind": s, "where": s, "field": {"type": ["string", "null"]}, "limit": num,
                              "needed": num, "unit": s, "action": s}}
+    # step time of the chosen split, s, by term (they add up to performance.step_time_s):
+    # the performance model's single-site terms, then the DCI phases the plan exposes
+    step_terms = {"type": "object",
+                  "required": [name for name, _ in STEP_TERMS] + ["dci_intra_region", "dci_inter_region", "pp_latency"],
+                  "additionalProperties": nonneg}
+    # share of the step lost to each distance class's exposed sync (adds up to efficiency_loss)
+    loss_by_scope = {"type": "object", "required": ["campus", "intra_region", "inter_region"],
+                     "properties": {k: nonneg for k in ("campus", "intra_region", "inter_region")}}
     plan_sections = ["objective", "parallelism", "placement", "performance", "dci_links", "cables", "totals"]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -383,8 +438,13 @@ def plan_json_schema() -> dict:
                             "properties": {k: {"type": "integer", "minimum": 1}
                                            for k in ("tp", "pp", "dp", "micro_batch", "accelerators")}},
             "placement": {"type": "array", "items": placement},
-            "performance": {"type": "object", "required": ["step_time_s", "tokens_per_s", "mfu", "efficiency_loss"],
-                            "properties": {k: num for k in ("step_time_s", "tokens_per_s", "mfu", "efficiency_loss")}},
+            "performance": {"type": "object",
+                            "required": ["step_time_s", "tokens_per_s", "mfu", "efficiency_loss", "step_time_terms_s",
+                                         "efficiency_loss_by_scope", "faster_candidate_splits"],
+                            "properties": {**{k: num for k in ("step_time_s", "tokens_per_s", "mfu", "efficiency_loss")},
+                                           "step_time_terms_s": step_terms, "efficiency_loss_by_scope": loss_by_scope,
+                                           "faster_candidate_splits": integer,
+                                           "fastest_candidate_tokens_per_s": num}},
             "dci_links": {"type": "array", "items": link},
             "cables": {"type": "array", "items": cable},
             "totals": {"type": "object", "required": ["capex_usd", "power_w_by_campus", "intra_region_capacity_gbps",

@@ -42,7 +42,7 @@ def _limit_phrase(plan: dict) -> str:
 def first_line(plan: dict) -> str:
     st = plan["status"]
     if st == "optimal":
-        line = f"OPTIMAL plan for {plan['instance']} (proven within gap {plan['solver']['gap_limit']:g})"
+        line = f"OPTIMAL plan for {plan['instance']} (proven within gap {plan['solver']['gap_limit']:.0e})"
         return line + _tie_break_note(plan)
     if st == "feasible":
         o = plan["objective"]
@@ -89,9 +89,20 @@ def render(plan: dict, md: bool = False) -> str:
                f"{P['micro_batch']}, {P['micro_batches_per_pipeline']} micro-batches per pipeline, interleave "
                f"{P['interleave']}, recompute {P['recompute']} (chosen among {P['candidates_considered']} Pareto splits)")
     ex = perf["exposed_s"]
-    out.append(f"step time {perf['step_time_s']:.3f} s = single-site {perf['step_time_single_site_s']:.3f} s + "
-               f"intra-region sync {ex['intra_region']:.3f} s + inter-region sync {ex['inter_region']:.3f} s + "
-               f"PP latency {ex['pp_latency'] * 1e3:.2f} ms")
+    out.append(f"step time {_dur(perf['step_time_s'])} = single-site {_dur(perf['step_time_single_site_s'])} + "
+               f"intra-region sync {_dur(ex['intra_region'])} + inter-region sync {_dur(ex['inter_region'])} + "
+               f"PP latency {_dur(ex['pp_latency'])}")
+    terms = perf.get("step_time_terms_s")
+    if terms:
+        single = perf["step_time_single_site_s"]
+        out.append(f"single-site step {_dur(single)}: " + ", ".join(
+            f"{label} {_dur(terms[key])} ({terms[key] / single:.1%})" for key, label in _STEP_LABELS))
+    by_scope = perf.get("efficiency_loss_by_scope")
+    if by_scope:
+        out.append("efficiency loss by distance class: " + ", ".join(
+            f"{scope.replace('_', '-')} {by_scope[scope]:.2%}" for scope in ("campus", "intra_region", "inter_region")))
+    if "faster_candidate_splits" in perf:
+        out.append(_why_split(plan))
     b = perf["efficiency_loss_bound"]
     out.append(f"tokens/s {perf['tokens_per_s']:,.0f} (single-site {perf['tokens_per_s_single_site']:,.0f}); "
                f"MFU {perf['mfu']:.1%}; efficiency loss {perf['efficiency_loss']:.2%} "
@@ -140,6 +151,45 @@ def render(plan: dict, md: bool = False) -> str:
                f"({S['integer_variables']:,} integer), {S['constraints']:,} constraints, {S['splits_enumerated']:,} splits enumerated; "
                f"tie-break {S['tie_break']}; verifier: {'passed' if plan['verification']['passed'] else 'FAILED'}")
     return "\n".join(out) + "\n"
+
+
+_STEP_LABELS = (("compute", "compute"), ("tp", "TP collectives"), ("bubble", "pipeline bubble"),
+                ("pp", "PP sends"), ("dp_exposed", "DP all-reduce exposed"), ("optimizer", "optimizer step"))
+
+
+def _dur(x: float) -> str:
+    """A duration in s, or in ms below 1 s (tiny models step in about 1 ms)."""
+    if x >= 1:
+        return f"{x:,.3f} s"
+    ms = x * 1e3
+    decimals = 0 if ms == 0 else max(0, 2 - math.floor(math.log10(abs(ms))))
+    return f"{ms:.{decimals}f} ms"
+
+
+def _why_split(plan: dict) -> str:
+    """One line on why this split: how many candidate splits would have been faster
+    at single-site speed, and what the objective and the solver's status say about them."""
+    perf, P = plan["performance"], plan["parallelism"]
+    n, total = perf["faster_candidate_splits"], P["candidates_considered"]
+    proven = plan["status"] == "optimal"
+    min_cost = plan["objective"]["name"] == "min-cost"
+    lead = ""
+    if min_cost:
+        lead = "the cheapest plan meeting the job's target" if proven else "the cheapest plan found when the solver stopped"
+    if n == 0:
+        return f"why this split: {lead + ', and ' if lead else ''}the fastest of the {total} candidate splits " \
+               "(none faster to rule out)"
+    fastest = perf.get("fastest_candidate_tokens_per_s")
+    them = (f"the {n} faster one{'s' if n > 1 else ''}"
+            + (f" (up to {fastest:,.0f} tokens/s single-site)" if fastest else ""))
+    if not proven:
+        return (f"why this split: {lead or 'the best plan found when the solver stopped'}; of the {total} candidate "
+                f"splits, {them} {'were not all' if n > 1 else 'was not'} ruled out (see the objective bound)")
+    if min_cost:
+        return (f"why this split: {lead}; of the {total} candidate splits, {them} "
+                f"{'cost more or have' if n > 1 else 'costs more or has'} no feasible plan")
+    return (f"why this split: the fastest of the {total} candidate splits with a feasible plan; "
+            f"{them} {'have' if n > 1 else 'has'} none within the budgets, power, fiber and targets")
 
 
 def _stage_split(S: dict) -> str:

@@ -89,8 +89,18 @@ def verify_plan(plan: dict, li) -> list[str]:
             continue
         pairs_total = 0
         cap_link = 0.0
+        name = f"{link['a']}-{link['b']}"
+        # procurement reads the link row: it must be the sum of its detail rows
+        for key in ("wavelengths", "modules", "fiber_pairs"):
+            in_detail = sum(d[key] for d in link["detail"])
+            if link[key] != in_detail:
+                bad.append(f"link {name}: {key} {link[key]} != {in_detail} in its detail rows")
         for d in link["detail"]:
             o = cat.dci_optics[d["module"]]
+            # a wavelength needs a module at each end (the BOM puts modules / 2 at each campus)
+            if d["modules"] != 2 * d["wavelengths"]:
+                bad.append(f"link {name}: {d['modules']} modules of {d['module']} for {d['wavelengths']} wavelengths, "
+                           f"which need {2 * d['wavelengths']} (one at each end)")
             if o.reach_km < r.distance_km:
                 bad.append(f"link {link['a']}-{link['b']}: {d['module']} reaches {o.reach_km} km < {r.distance_km} km")
             if o.is_dwdm:
@@ -192,10 +202,32 @@ def verify_plan(plan: dict, li) -> list[str]:
             bad.append(f"link {name}: PP load {pp_load[key]:.1f} Gb/s > {u:g} x capacity {c_:.0f}")
         if target_load[key] > c_ * (1 + 1e-6) + 1e-6:
             bad.append(f"link {name}: target flow {target_load[key]:.1f} Gb/s > capacity {c_:.0f}")
-    loss = 1 - t_single / (t_single + exposed_intra + exposed_inter + plan["performance"]["exposed_s"]["pp_latency"])
+    # a split pipeline's fill/drain crosses its route twice per step: from the instance's
+    # distances, not the plan's own figure
+    pp_latency, pp_where = 0.0, ""
+    for sp in plan["split_pipelines"]:
+        r = route_of.get(frozenset((sp["a"], sp["b"])))
+        if r is None:
+            bad.append(f"split pipeline {sp['a']}-{sp['b']}: no such route")
+            continue
+        lat = 2 * perf.one_way_latency_s(r.distance_km, inst.network.latency_us_per_km)
+        if lat > pp_latency:
+            pp_latency, pp_where = lat, f"{r.a}-{r.b}, {r.distance_km:g} km"
+    reported = plan["performance"]["exposed_s"]["pp_latency"]
+    if not math.isclose(reported, pp_latency, rel_tol=1e-6, abs_tol=1e-12):
+        bad.append(f"performance: PP latency plan says {reported * 1e3:.3f} ms, split pipelines give "
+                   f"{pp_latency * 1e3:.3f} ms ({pp_where or 'none'})")
+    loss = 1 - t_single / (t_single + exposed_intra + exposed_inter + pp_latency)
     widest = b_loss.inter_region if n_reg > 1 else max(b_loss.intra_region, b_loss.campus)
     if loss > widest + 1e-9:
         bad.append(f"efficiency loss {loss:.2%} > bound {widest:.0%}")
+    perf_plan = plan["performance"]
+    if not math.isclose(perf_plan["efficiency_loss"], loss, rel_tol=1e-6, abs_tol=1e-9):
+        bad.append(f"performance: efficiency loss plan says {perf_plan['efficiency_loss']:.4%}, "
+                   f"recomputed from the routed flows {loss:.4%}")
+    delivered = ev["tokens_per_s"] * (1 - loss)
+    if not math.isclose(perf_plan["tokens_per_s"], delivered, rel_tol=1e-6):
+        bad.append(f"performance: tokens/s plan says {perf_plan['tokens_per_s']:,.0f}, recomputed {delivered:,.0f}")
 
     # --- cables
     for c in li.campuses:

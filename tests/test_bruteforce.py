@@ -1,23 +1,29 @@
 """The MILP's optimum equals a brute-force enumeration of the same decisions.
 
 The enumeration below is written independently of optimizer/planner.py: it
-walks every split candidate, every placement (whole replicas per campus and
-pipelines split across a route), every wavelength count per allowed module
-option and every cable type, computes traffic, capacity, power and capex by
-hand-coded formulas, and keeps the best (throughput, then capex) or the
-cheapest plan. Instances are tiny trees (one path per site pair).
+enumerates the parallelism splits itself from the instance's rules (TP divides
+the scale-up domain and the heads, 1 <= PP <= layers, DP x micro-batch divides
+the global batch, interleave and recompute from the job's options), with only
+the physics (step time, memory) from optimizer.performance, so the planner's
+Pareto pruning and thinning of the split table are checked, not reused. It then
+walks every placement (whole replicas per campus and pipelines split across a
+route), every wavelength count per allowed module option and every cable type,
+computes traffic, capacity, power and capex by hand-coded formulas, and keeps
+the best (throughput, then capex) or the cheapest plan. Every split is walked,
+none pruned (about 90 per case, a few seconds in all). Instances are tiny trees
+(one path per site pair).
 """
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import pytest
 
 from optimizer import performance as perf
 from optimizer.instance import load_instance
 from optimizer.lp import SolveParameters
-from optimizer.planner import select_candidates
 from optimizer.solving import solve_instance
 
 MODEL = """
@@ -134,6 +140,87 @@ def load_case(tmp_path, name):
     return load_instance(path)
 
 
+# ------------------------------------------------------------ splits, enumerated here
+
+@dataclass(frozen=True)
+class Split:
+    tp: int
+    pp: int
+    dp: int
+    micro_batch: int
+    interleave: int
+    recompute: str
+    step_time_s: float
+    tokens_per_s: float
+
+    @property
+    def replica_accelerators(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def accelerators(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+def _divisors(n):
+    return [k for k in range(1, n + 1) if n % k == 0]
+
+
+def enumerate_splits_by_hand(li) -> list[Split]:
+    """Every split the job's rules allow that fits in memory and on the campuses.
+
+    t divides the scale-up domain size, the heads and the KV heads; 1 <= p <= L
+    (the largest stage holds ceil(L/p) layers); d x b divides the global batch B;
+    an interleave v > 1 needs p > 1, ceil(L/p) a multiple of v and B/(d b) a
+    multiple of p. Memory and step time come from performance.evaluate_split."""
+    inst, cat = li.instance, li.catalog
+    job = inst.job
+    w = perf.workload_from_instance(li)
+    dims = li.model_dims
+    dom = cat.scale_up_domains[li.campuses[0].scale_up_domain]
+    heads, kv = dims.heads, dims.kv_heads or dims.heads
+    L, B = dims.layers, dims.global_batch_sequences
+    on_site = sum(li.accelerators_at(c) for c in li.campuses)
+    out = []
+    for t in _divisors(dom.accelerators_per_domain):
+        if heads % t or kv % t:
+            continue
+        for p in range(1, L + 1):
+            for b in job.micro_batch_sizes:
+                for d in _divisors(B):
+                    if B % (d * b) or t * p * d > on_site:
+                        continue
+                    if job.max_accelerators and t * p * d > job.max_accelerators:
+                        continue
+                    m = B // (d * b)
+                    for v in job.interleave_options:
+                        if v > 1 and not (p > 1 and math.ceil(L / p) % v == 0 and m % p == 0):
+                            continue
+                        for rc in job.recompute_modes:
+                            ev = perf.evaluate_split(w, t, p, d, micro_batch=b, interleave=v, recompute=rc)
+                            if not ev["feasible"]:
+                                continue
+                            out.append(Split(t, p, d, b, v, rc, ev["step_time_s"], ev["tokens_per_s"]))
+    if inst.objective == "min-cost":
+        out = [x for x in out if x.tokens_per_s >= (job.min_tokens_per_s or 0)
+               and x.accelerators >= (job.min_accelerators or 0)]
+    return out
+
+
+def test_the_split_enumeration_by_hand(tmp_path):
+    """metro-pair: HGX-H100-8, 8 heads, 4 layers, B = 8, b in {1, 2}, v = 1, selective.
+    t in {1, 2, 4, 8}, p in {1, 2, 3, 4}, (d, b) with d b | 8: d in {1, 2, 4, 8} for
+    b = 1 and {1, 2, 4} for b = 2, and t p d <= 32 accelerators on site."""
+    li = load_case(tmp_path, "metro-pair")
+    splits = enumerate_splits_by_hand(li)
+    expected = {(t, p, d, b) for t in (1, 2, 4, 8) for p in (1, 2, 3, 4) for b in (1, 2)
+                for d in ((1, 2, 4, 8) if b == 1 else (1, 2, 4)) if t * p * d <= 32}
+    assert {(x.tp, x.pp, x.dp, x.micro_batch) for x in splits} == expected   # the model fits in memory
+    # by hand: t p in {1,2,3,4 | 2,4,6,8 | 4,8,12,16 | 8,16,24,32} gives 28 + 26 + 21 + 14
+    assert len(expected) == 89
+    assert all(x.interleave == 1 and x.recompute == "selective" for x in splits)
+
+
 # ------------------------------------------------------------ brute force
 
 def pareto(options):
@@ -151,7 +238,7 @@ def pareto(options):
 def brute_force(li):
     inst, cat = li.instance, li.catalog
     w = perf.workload_from_instance(li)
-    cands, _ = select_candidates(li)
+    cands = enumerate_splits_by_hand(li)
     params = perf.parameter_count(w.dims)
     beta = w.bytes_per_element
     B = w.dims.global_batch_sequences
@@ -218,12 +305,21 @@ def brute_force(li):
             per_class.append([(count * t.price_usd_per_link, count * t.power_w_per_link) for t in fits])
         return pareto([(sum(x[0] for x in combo), sum(x[1] for x in combo)) for combo in itertools.product(*per_class)])
 
+    # a pipeline split across a route adds its fill/drain, 2 x one-way latency, to the
+    # step; with the DP phases at their budgets (the demands above) the loss stays within
+    # the widest bound only if latency <= (widest / (1 - widest) - DP budgets) x T
+    widest = max(bnd.intra_region, bnd.campus)
+    room = widest / (1 - widest) - max(intra_bound.values())
+    if len(inst.regions) > 1:
+        room = min(room, bnd.inter_region / (1 - bnd.inter_region) - bnd.inter_region)
+    fill_drain_s = [2 * r.distance_km * inst.network.latency_us_per_km * 1e-6 for r in routes]
+
     best = None
     intra_routes = [i for i, r in enumerate(routes) if region[r.a] == region[r.b]]
     for cand in cands:
         d, rep, T = cand.dp, cand.replica_accelerators, cand.step_time_s
         split_ok = inst.network.allow_split_pipelines and cand.pp % 2 == 0
-        n_ranges = [range(d + 1) if split_ok else range(1) for _ in intra_routes]
+        n_ranges = [range(d + 1) if split_ok and fill_drain_s[i] <= room * T else range(1) for i in intra_routes]
         for xs in itertools.product(range(d + 1), repeat=len(camps)):
             if sum(xs) > d:
                 continue

@@ -218,3 +218,85 @@ def test_override_new_module_missing_fields_is_rejected(run_cli, tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     entry_line = next(i for i, line in enumerate(lines, 1) if line.strip() == "1.6ZR-test:")
     assert f"{path}:{entry_line}: catalog_overrides.dci_optics.1.6ZR-test.reach_km" in err
+
+
+# ---------------------------------------------------------------- catalog gaps of issue 2
+
+def test_1p6t_aoc_and_sr8_are_in_the_catalog():
+    """1.6T (8 x 200G lanes) AOC and SR8 next to the DAC, AEC, DR8 and 2xFR4 entries:
+    at a 40 m GB300 leaf-to-spine run copper does not reach and, by price per link,
+    SR8 ($2,050) < DR8 ($2,400) < AOC ($2,700) < 2xFR4 ($3,000)."""
+    catalog = cat.load_catalog()
+    for name, medium in (("AOC-1.6T", "optical"), ("SR8-1.6T", "optical")):
+        c = catalog.cables[name]
+        assert (c.medium, c.port_gbps, c.lane_gbps) == (medium, 1600, 200)
+        assert "soft" in c.source
+    sr8, aoc = catalog.cables["SR8-1.6T"], catalog.cables["AOC-1.6T"]
+    assert sr8.power_w_per_link <= 2 * 25          # 1.6T SR8 module < 25 W (Broadcom Sian2M), two per link
+    assert aoc.power_w_per_link == 4 * catalog.cables["AOC-400G"].power_w_per_link
+    cls = next(c for c in catalog.scale_up_domains["GB300-NVL72"].connection_classes if c.name == "leaf_to_spine")
+    fits = sorted((c.price_usd_per_link, name) for name, c in catalog.cables.items()
+                  if (c.port_gbps, c.lane_gbps) == (cls.port_gbps, cls.lane_gbps) and c.reach_m >= 40)
+    assert fits == [(2050, "SR8-1.6T"), (2400, "DR8-1.6T"), (2700, "AOC-1.6T"), (3000, "2xFR4-1.6T")]
+
+
+def test_phoenix_texas_takes_sr8_for_its_1p6t_leaf_to_spine_runs():
+    """phoenix-texas leaf-to-spine runs are 40-50 m at 1.6T: SR8-1.6T reaches (50 m) and
+    is the cheapest that does, at the same 50 W per link as DR8-1.6T."""
+    from optimizer.lp import SolveParameters
+    from optimizer.solving import solve_instance
+    plan = solve_instance(load_instance(INSTANCE_DIR / "phoenix-texas.yaml"), SolveParameters())
+    assert plan["status"] == "optimal"
+    rows = [c for c in plan["cables"] if c["connection"] == "leaf_to_spine"]
+    assert rows and {c["type"] for c in rows} == {"SR8-1.6T"}
+    assert all(c["cost_usd"] == 2050 * c["count"] and c["power_w"] == 50 * c["count"] for c in rows)
+
+
+def test_trn2_ultra64_has_the_pcb_in_tray_class():
+    """DOMAIN.md §3: PCB in tray, DAC in server, AEC between servers, AEC:chip = 1:1."""
+    catalog = cat.load_catalog()
+    classes = {c.name: c for c in catalog.scale_up_domains["Trn2-Ultra64"].connection_classes}
+    assert list(classes)[:3] == ["in_tray", "in_server", "between_servers"]
+    assert classes["between_servers"].links_per_accelerator == 1
+    tray = classes["in_tray"]
+    pcb = catalog.cables["PCB-TRAY-800G-200GL"]
+    assert (tray.scope, tray.links_per_accelerator) == ("scale_up", 0.5)      # 2 chips per tray
+    assert (pcb.port_gbps, pcb.lane_gbps) == (tray.port_gbps, tray.lane_gbps)
+    assert (pcb.price_usd_per_link, pcb.power_w_per_link) == (0, 0) and pcb.reach_m >= tray.default_length_m
+    # the trace must not stand in for a cable: no other 800G / 200G-lane class is that short
+    for dom in catalog.scale_up_domains.values():
+        for c in dom.connection_classes:
+            if c.name != "in_tray" and (c.port_gbps, c.lane_gbps) == (pcb.port_gbps, pcb.lane_gbps):
+                assert c.default_length_m > pcb.reach_m, (dom, c.name)
+
+
+@pytest.fixture(scope="module")
+def trn2_plan():
+    from optimizer.lp import SolveParameters
+    from optimizer.solving import solve_instance
+    plan = solve_instance(load_instance(INSTANCE_DIR / "trn2-ultra64-region.yaml"), SolveParameters())
+    assert plan["status"] == "optimal" and plan["verification"]["passed"]
+    return plan
+
+
+def test_trn2_plan_lists_pcb_in_tray_at_no_cost(trn2_plan):
+    """Every campus hosting chips has its in-tray links, 0.5 per chip, as PCB at $0 and
+    0 W: the class adds nothing to capex or power (436,906,600 USD, as before it existed)."""
+    tray = {c["campus"]: c for c in trn2_plan["cables"] if c["connection"] == "in_tray"}
+    for p in trn2_plan["placement"]:
+        if p["accelerators"]:
+            row = tray[p["campus"]]
+            assert row["type"] == "PCB-TRAY-800G-200GL" and row["count"] >= p["accelerators"] // 2
+    assert all(c["cost_usd"] == 0 and c["power_w"] == 0 for c in tray.values())
+    assert trn2_plan["totals"]["capex_usd"] == pytest.approx(436_906_600, abs=1)
+    assert trn2_plan["totals"]["capex_usd_by_category"]["cables"] == pytest.approx(
+        sum(c["cost_usd"] for c in trn2_plan["cables"]), abs=0.01)
+
+
+@pytest.mark.xfail(strict=True, reason="optimizer/planner.py bounds cable counts from below only "
+                   "(count >= links x accelerators): a $0, 0 W type is free at any count, so the solver leaves "
+                   "PCB counts anywhere up to the campus maximum, even at campuses without chips")
+def test_trn2_pcb_counts_are_what_the_chips_need(trn2_plan):
+    need = {p["campus"]: p["accelerators"] // 2 for p in trn2_plan["placement"]}
+    got = {c["campus"]: c["count"] for c in trn2_plan["cables"] if c["connection"] == "in_tray"}
+    assert got == {k: v for k, v in need.items() if v}

@@ -202,7 +202,7 @@ def test_a_run_stopped_by_the_time_limit_validates(run_cli, tmp_path, monkeypatc
     import optimizer.solving as solving
     real_solve = solving.solve
 
-    def stopped(model, params):
+    def stopped(model, params, hint=None):
         res = real_solve(model, params)
         if stopped_as == "feasible":
             bound = res.objective * (1.01 if model.maximize else 0.99)
@@ -339,3 +339,131 @@ def test_report_says_the_objective_is_the_single_site_rate(run_cli, tmp_path):
     assert line == (f"objective max-throughput: {plan['objective']['value']:,.6g} tokens/s at single-site speed; "
                     f"with the DCI sync exposed ({perf['efficiency_loss']:.2%} loss, within its bound) "
                     f"the plan delivers {perf['tokens_per_s']:,.0f} tokens/s")
+
+
+# ------------------------------------------------------------ the split and why (step-time terms)
+
+STEP_TERM_KEYS = {"compute", "tp", "bubble", "pp", "dp_exposed", "optimizer",
+                  "dci_intra_region", "dci_inter_region", "pp_latency"}
+
+
+def _check_step_terms(plan, li):
+    """The step-time terms are all there, non-negative, equal the performance model's
+    terms of the chosen split and add up to the step time; the loss per distance
+    class adds up to the efficiency loss."""
+    from optimizer import performance as perf_model
+    perf = plan["performance"]
+    terms = perf["step_time_terms_s"]
+    assert set(terms) == STEP_TERM_KEYS
+    assert all(v >= 0 for v in terms.values()), terms
+    single = sum(terms[k] for k in ("compute", "tp", "bubble", "pp", "dp_exposed", "optimizer"))
+    assert single == pytest.approx(perf["step_time_single_site_s"], rel=1e-9)
+    assert sum(terms.values()) == pytest.approx(perf["step_time_s"], rel=1e-9)
+    ex = perf["exposed_s"]
+    assert (terms["dci_intra_region"], terms["dci_inter_region"], terms["pp_latency"]) == \
+        (ex["intra_region"], ex["inter_region"], ex["pp_latency"])
+    # the single-site terms are the performance model's for this split (the shared physics)
+    P = plan["parallelism"]
+    ev = perf_model.evaluate_split(perf_model.workload_from_instance(li), P["tp"], P["pp"], P["dp"],
+                                   micro_batch=P["micro_batch"], interleave=P["interleave"], recompute=P["recompute"])
+    assert terms["compute"] == pytest.approx(ev["gemm_s"] + ev["nongemm_s"], rel=1e-12)
+    assert (terms["tp"], terms["bubble"], terms["pp"], terms["dp_exposed"], terms["optimizer"]) == pytest.approx(
+        (ev["tp_comm_s"], ev["bubble_s"], ev["pp_comm_s"], ev["dp_comm_s"], ev["optimizer_s"]), rel=1e-12)
+    by_scope = perf["efficiency_loss_by_scope"]
+    assert set(by_scope) == {"campus", "intra_region", "inter_region"}
+    assert all(v >= 0 for v in by_scope.values())
+    assert sum(by_scope.values()) == pytest.approx(perf["efficiency_loss"], rel=1e-9, abs=1e-15)
+    return terms, by_scope
+
+
+def test_step_time_terms_of_the_tiny_plan(tiny_run):
+    """Tiny: the whole job on one campus (128 of its 128 accelerators; a and b are
+    alike, either may host it), so no DCI phase is exposed and the loss is zero in
+    every class."""
+    out, stdout = tiny_run
+    plan = json.loads(stdout)
+    terms, by_scope = _check_step_terms(plan, load_instance(TINY_INSTANCE))
+    assert sorted(p["accelerators"] for p in plan["placement"]) == [0, 128]
+    assert terms["dci_intra_region"] == terms["dci_inter_region"] == terms["pp_latency"] == 0
+    assert by_scope == {"campus": 0.0, "intra_region": 0.0, "inter_region": 0.0}
+    report = (out / "report.md").read_text()
+    line = next(l for l in report.splitlines() if l.startswith("single-site step "))
+    labels = re.findall(r"(?:: |, )([A-Za-z][A-Za-z -]*?) [0-9.]+ ms \(", line)
+    assert labels == ["compute", "TP collectives", "pipeline bubble", "PP sends", "DP all-reduce exposed",
+                      "optimizer step"], line
+    # the fastest candidate has a plan: nothing faster to rule out
+    assert plan["performance"]["faster_candidate_splits"] == 0
+    assert "why this split: the fastest of the 13 candidate splits (none faster to rule out)" in report
+
+
+def test_step_time_terms_and_loss_by_class_of_the_default_instance(run_cli):
+    """us-two-regions: two regions whose campuses are 12-85 km apart (intra_region
+    scope) and 1,050 km between them. The intra- and inter-region phases are both
+    exposed; each class's loss is its exposed time over the step, and with no split
+    pipelines nothing is lost to the campus class or to PP latency."""
+    code, stdout, err = run_cli(["solve", INSTANCE_DIR / "us-two-regions.yaml", "--format", "json"])
+    assert code == 0, err
+    plan = json.loads(stdout)
+    assert schema_errors(plan, plan_json_schema()) == []
+    li = load_instance(INSTANCE_DIR / "us-two-regions.yaml")
+    terms, by_scope = _check_step_terms(plan, li)
+    perf = plan["performance"]
+    T = perf["step_time_s"]
+    assert plan["split_pipelines"] == [] and terms["pp_latency"] == 0
+    assert terms["dci_intra_region"] > 0 and terms["dci_inter_region"] > 0
+    assert by_scope["campus"] == 0
+    assert by_scope["intra_region"] == pytest.approx(terms["dci_intra_region"] / T, rel=1e-12)
+    assert by_scope["inter_region"] == pytest.approx(terms["dci_inter_region"] / T, rel=1e-12)
+    # hierarchical all-reduce: 2 (n-1)/n N beta per site, so with 2 regions each pair moves
+    # 2 N beta / 2 = N beta bytes, and n active campuses of a region 2 N beta / n per pair:
+    # the exposed times are those bytes over the routed rates (plan.flows)
+    from optimizer import performance as perf_model
+    n_bytes = perf_model.parameter_count(li.model_dims) * li.bytes_per_element
+    inter_gbps = sum(f["gbps"] for f in plan["flows"] if f["kind"] == "dp_inter_region")
+    assert terms["dci_inter_region"] == pytest.approx(2 * n_bytes / 2 * 8 / (inter_gbps * 1e9), rel=1e-6)
+    active = {p["region"]: [] for p in plan["placement"]}
+    for p in plan["placement"]:
+        if p["accelerators"]:
+            active[p["region"]].append(p["campus"])
+    assert len(active) == 2 and max(len(c) for c in active.values()) >= 2    # both phases are exercised
+    pair_gbps = {}
+    for f in plan["flows"]:
+        if f["kind"] == "dp_intra_region":
+            pair_gbps[frozenset(f["between"])] = pair_gbps.get(frozenset(f["between"]), 0.0) + f["gbps"]
+    worst = max(2 * n_bytes / len(camps) * 8 / (pair_gbps[frozenset((a, b))] * 1e9)
+                for camps in active.values() for i, a in enumerate(camps) for b in camps[i + 1:])
+    assert terms["dci_intra_region"] == pytest.approx(worst, rel=1e-6)
+
+
+def test_report_says_why_the_split_when_faster_splits_have_no_plan(tiny_run, run_cli, tmp_path):
+    """Tiny with 0.1 MW per campus. The fastest split (TP 8 x PP 2 x DP 8 = 128
+    accelerators, the 2 MW tiny plan's) needs 64 per campus; by hand each campus then
+    draws at least 1.2 x 64 x (10,200/8 W + 5 + 10 + 20 W of the least-power cables
+    that reach: AEC-400G at 3 m, AOC-400G at 40 m, DR4-400G at 300 m) = 100,608 W
+    > 100,000 W before any DCI module. So the plan takes the next split, and the
+    report says that the one faster split has no plan."""
+    src = tmp_path / "tiny-power.yaml"
+    src.write_text(TINY_INSTANCE.read_text(encoding="utf-8").replace("power_budget_mw: 2", "power_budget_mw: 0.1"),
+                   encoding="utf-8")
+    li = load_instance(src)
+    cab = li.catalog.cables
+    assert (cab["AEC-400G"].power_w_per_link, cab["AOC-400G"].power_w_per_link, cab["DR4-400G"].power_w_per_link) == \
+        (5, 10, 20)
+    assert 1.2 * 64 * (10_200 / 8 + 5 + 10 + 20) == pytest.approx(100_608)
+    code, stdout, err = _solve_out(run_cli, src, tmp_path / "out")
+    assert code == 0, err
+    plan = json.loads(stdout)
+    _check_step_terms(plan, li)
+    perf = plan["performance"]
+    assert plan["parallelism"]["accelerators"] < 128
+    assert perf["faster_candidate_splits"] == 1
+    # the split it could not power is the one the 2 MW tiny plan runs
+    unconstrained = json.loads(tiny_run[1])
+    assert unconstrained["parallelism"]["accelerators"] == 128
+    fastest = unconstrained["performance"]["tokens_per_s_single_site"]
+    assert perf["fastest_candidate_tokens_per_s"] == pytest.approx(fastest, rel=1e-12)
+    assert perf["tokens_per_s_single_site"] < fastest
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert (f"why this split: the fastest of the 13 candidate splits with a feasible plan; the 1 faster one "
+            f"(up to {fastest:,.0f} tokens/s single-site) has none within the budgets, power, fiber and targets") \
+        in report
