@@ -86,8 +86,10 @@ def _map(fn, items: list, workers: int) -> list:
         return [fn(x) for x in items]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    from .scenarios import _exit_with_parent    # workers end with this process, never orphaned
     with ProcessPoolExecutor(max_workers=min(workers, len(items)),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+                             mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent) as pool:
         return list(pool.map(fn, items))
 
 

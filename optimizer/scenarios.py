@@ -19,12 +19,19 @@ the fields to vary, in the same dotted/indexed form as validation errors:
 
 Steps, each callable alone: load_spec() validates the spec against the base
 instance; expand() turns it into Scenario objects (stable id = hash of the
-override set, plus a readable slug), each validated with load_instance();
+override set, plus a readable slug), each validated as load_instance() would
+(instance_from_data(): the same checks on the mapping, no YAML round trip);
 run_sweep() solves the pending ones on a process pool or a Dask cluster and
 writes each result the moment it arrives (DIR/scenarios/<id>.json, atomic), so
 an interrupted sweep resumes where it stopped; load_sweep_dir() turns the
 records into plain rows (pandas.DataFrame(rows) works) for summary.csv/.md and
 `dcopt compare`. The public entry point is optimizer.sweep() (api.py).
+
+Cost of a sweep beyond its solves (scripts/sweep_bench.py measures it,
+docs/sweeps.md has the figures): a scenario travels to its worker as plain
+data and is validated there from it (~3 ms); the pool's processes start
+(spawn, imports, solver warm-up, ~0.8 s) while the scenarios are expanded;
+a worker ends when the sweeping process dies, never left waiting for work.
 """
 from __future__ import annotations
 
@@ -47,13 +54,12 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Union
 
-import yaml
 from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from . import __version__
 from .errors import InputError, Problem, did_you_mean
-from .instance import (Instance, _describe_pydantic_error, _fields_at, format_path,
-                       load_instance)
+from .instance import (Instance, LoadedInstance, _describe_pydantic_error, _fields_at, _pydantic_problems,
+                       _resolve_catalog, cross_check, format_path, load_instance)
 from .lp import BACKENDS, DEFAULT_BACKEND, SolveParameters
 from .strict import StrictModel
 from .yamlio import LineMap, load_yaml
@@ -64,6 +70,17 @@ MAX_RANGE_VALUES = 10_000
 DASK_CONNECT_TIMEOUT_S = 20
 # a scenario whose record has one of these is done; "error" records are retried on a re-run
 FINAL_STATUSES = ("optimal", "feasible", "no_solution", "infeasible", "invalid")
+# the columns record_row() fills from a scenario's record, plus one power_mw.<region>
+# per region: an axis or zip group is never shown under one of these names
+RESULT_COLUMNS = ("id", "slug", "status", "reason", "capex_usd", "capex_dci_usd", "capex_cables_usd",
+                  "tp", "pp", "dp", "accelerators", "tokens_per_s", "mfu", "efficiency_loss",
+                  "dci_capacity_pbps", "module_mix", "cable_mix", "gap", "solve_s", "elapsed_s")
+RESULT_PREFIXES = ("power_mw.",)
+AXIS_COLUMN_PREFIX = "axis:"     # the last resort when even the whole path is a result column
+
+
+def is_result_column(name: str) -> bool:
+    return name in RESULT_COLUMNS or name.startswith(RESULT_PREFIXES)
 
 
 # ---------------------------------------------------------------- spec file
@@ -453,6 +470,14 @@ def load_spec(path: str | Path, text: str | None = None, *, backend: str | None 
             if len(set(keys)) < len(keys):
                 add(gloc + ("axes",), "two steps of this zip group set the same values; each scenario must differ")
                 continue
+        if gname is not None:
+            if is_result_column(gname):
+                add(gloc + ("name",), f"'{gname}' is a result column of the summary; give the group another name")
+                continue
+            other = next((d for d in dimensions if d.named and d.label == gname), None)
+            if other is not None:
+                add(gloc + ("name",), f"zip group name '{gname}' is already used by {format_path(other.loc)}")
+                continue
         label = gname or (paths[0] if len(paths) == 1 else "+".join(paths))
         dimensions.append(Dimension(label, paths, rows, gloc, named=bool(gname)))
     if problems:
@@ -468,12 +493,20 @@ def load_spec(path: str | Path, text: str | None = None, *, backend: str | None 
     all_paths = [p for d in dimensions for p in d.paths]
     return SweepSpec(path=fname, name=spec.name or Path(fname).stem, description=spec.description,
                      base_path=str(base_path), base_raw=base_raw, objective=spec.objective, solver=params,
-                     dimensions=dimensions, columns=short_names(all_paths))
+                     dimensions=dimensions,
+                     columns=short_names(all_paths, reserved=[d.label for d in dimensions if d.named]))
 
 
-def short_names(paths: list[str]) -> dict[str, str]:
+def short_names(paths: list[str], reserved: typing.Iterable[str] = ()) -> dict[str, str]:
     """Shortest path suffix that tells the paths apart: power_budget_mw, or
-    campuses[1].power_budget_mw when several campuses are varied."""
+    campuses[1].power_budget_mw when several campuses are varied.
+
+    A name is never a result column of the summary (budgets.capex_usd, not
+    capex_usd, which is the plan's capex) nor one of `reserved` (the zip group
+    names); if even the whole path is taken, the column is 'axis:<path>'.
+    """
+    taken = set(reserved)
+    free = lambda name: not is_result_column(name) and name not in taken
     split = {p: re.findall(r'\[\d+\]|\["[^"]*"\]|[^.\[\]]+', p) for p in paths}
     out = {}
     for p, parts in split.items():
@@ -484,11 +517,11 @@ def short_names(paths: list[str]) -> dict[str, str]:
                 n += 1
                 tail = parts[-n:]
             name = _join(tail)
-            if all(_join(q[-len(tail):]) != name for o, q in split.items() if o != p):
+            if free(name) and all(_join(q[-len(tail):]) != name for o, q in split.items() if o != p):
                 out[p] = name
                 break
         else:
-            out[p] = p
+            out[p] = p if free(p) else AXIS_COLUMN_PREFIX + p
     return out
 
 
@@ -577,13 +610,33 @@ def expand(spec: SweepSpec) -> list[Scenario]:
 
 def validate_scenario(sc: Scenario, spec: SweepSpec) -> list[str]:
     """Problems of the scenario's instance ('path: message'), empty when valid."""
-    text = yaml.safe_dump(sc.instance, sort_keys=False)
     try:
-        load_instance(f"{spec.path}[{sc.slug}]", text=text)
+        instance_from_data(f"{spec.path}[{sc.slug}]", sc.instance)
     except InputError as exc:
-        # the line numbers are those of the generated text: useless to the planner
         return [f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems]
     return []
+
+
+def instance_from_data(name: str, data: dict) -> LoadedInstance:
+    """load_instance() for a scenario: the same validation and cross-checks on
+    the base's parsed YAML with the overrides applied, without writing it out
+    as YAML and parsing it again (that round trip was ~13 ms of each scenario,
+    in the parent and again in the worker). A problem has its field path and
+    no line: a scenario has no file of its own. Raises InputError.
+
+    tests/test_sweep.py checks that it agrees with load_instance() on valid
+    and invalid scenarios.
+    """
+    no_lines = LineMap(None)
+    try:
+        inst = Instance.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(_pydantic_problems(exc, name, no_lines, model_fields=True))
+    catalog = _resolve_catalog(inst, name, no_lines)
+    problems = cross_check(inst, catalog, name, no_lines)
+    if problems:
+        raise InputError(problems)
+    return LoadedInstance(inst, catalog, name, data)
 
 
 # ---------------------------------------------------------------- solving one scenario
@@ -600,7 +653,7 @@ def run_scenario(task: dict) -> dict:
               "fingerprint": task["fingerprint"], "solver_options": task["params"]}
     try:
         from .solving import solve_instance
-        li = load_instance(f"{task['spec']}[{task['slug']}]", text=task["instance_text"])
+        li = instance_from_data(f"{task['spec']}[{task['slug']}]", task["instance"])
         params = SolveParameters(**task["params"])
         result = solve_instance(li, params)
         record["status"] = result["status"]
@@ -721,23 +774,36 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, workers: int = 2, dask_sc
     """
     start = time.perf_counter()
     out = Path(out_dir)
-    rec_dir = out / "scenarios"
-    rec_dir.mkdir(parents=True, exist_ok=True)
-    scenarios = expand(spec)
-    write_json_atomic(out / "sweep.json", manifest(spec, scenarios))
+    pool = None
+    if dask_scheduler is None and workers > 0:
+        # the workers start now (spawn, imports, solver warm-up: ~0.8 s each) while
+        # this process expands and validates the scenarios
+        total = math.prod(len(d.rows) for d in spec.dimensions) if spec.dimensions else 1
+        pool = _start_pool(min(workers, total))
+    try:
+        rec_dir = out / "scenarios"
+        rec_dir.mkdir(parents=True, exist_ok=True)
+        scenarios = expand(spec)
+        write_json_atomic(out / "sweep.json", manifest(spec, scenarios))
 
-    skipped, invalid, todo = [], [], []
-    for sc in scenarios:
-        old = None if force else read_record(rec_dir / f"{sc.id}.json")
-        if old and old.get("fingerprint") == sc.fingerprint and old.get("status") in FINAL_STATUSES:
-            skipped.append(sc.id)
-        elif not sc.valid:          # recorded now, with its reason: nothing to solve
-            write_json_atomic(rec_dir / f"{sc.id}.json", _invalid_record(sc, spec.solver))
-            invalid.append(sc.id)
-        else:
-            todo.append(sc)
-    solved = list(invalid)
-    tasks = [_task(sc, spec) for sc in todo]
+        skipped, invalid, todo = [], [], []
+        for sc in scenarios:
+            old = None if force else read_record(rec_dir / f"{sc.id}.json")
+            if old and old.get("fingerprint") == sc.fingerprint and old.get("status") in FINAL_STATUSES:
+                skipped.append(sc.id)
+            elif not sc.valid:          # recorded now, with its reason: nothing to solve
+                write_json_atomic(rec_dir / f"{sc.id}.json", _invalid_record(sc, spec.solver))
+                invalid.append(sc.id)
+            else:
+                todo.append(sc)
+        solved = list(invalid)
+        tasks = [_task(sc, spec) for sc in todo]
+    except BaseException:
+        _discard_pool(pool)
+        raise
+    if pool is not None and not tasks:     # everything was finished already
+        _discard_pool(pool)
+        pool = None
 
     reporter = _Progress(progress, total=len(scenarios), done=len(scenarios) - len(tasks), log=log)
     executor = "in-process" if (workers == 0 and dask_scheduler is None) else ("dask" if dask_scheduler is not None else "processes")
@@ -756,8 +822,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, workers: int = 2, dask_sc
                 for t in tasks:
                     finished(run_scenario(t))
             else:
-                _run_pool(tasks, workers, finished)
+                pool, started = None, pool
+                _run_pool(tasks, workers, finished, pool=started)
     finally:
+        _discard_pool(pool)     # only if the run ended before the pool was handed over
         # whatever finished is summarised, also after an interruption
         rows = write_summaries(out)
     run = SweepRun(str(out), rows, solved, skipped, time.perf_counter() - start, workers, executor)
@@ -770,9 +838,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, workers: int = 2, dask_sc
 
 
 def _task(sc: Scenario, spec: SweepSpec) -> dict:
+    # the instance travels as plain data (a few kB pickled), so a Dask worker on
+    # another machine needs no access to the spec or base files
     return {"id": sc.id, "slug": sc.slug, "overrides": sc.overrides, "fingerprint": sc.fingerprint,
-            "spec": spec.path, "instance_text": yaml.safe_dump(sc.instance, sort_keys=False),
-            "params": _params_dict(spec.solver)}
+            "spec": spec.path, "instance": sc.instance, "params": _params_dict(spec.solver)}
 
 
 def _crash_record(task: dict, reason: str) -> dict:
@@ -782,35 +851,71 @@ def _crash_record(task: dict, reason: str) -> dict:
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _run_pool(tasks: list[dict], workers: int, finished: Callable[[dict], None],
-              solve_one: Callable[[dict], dict] = run_scenario) -> None:
-    """Local process pool. At most `workers` scenarios are in flight, so a worker
-    that dies (a solver crash) is blamed on those only: they are retried once in
-    a fresh pool, then recorded as errors; the other scenarios go on."""
+def _new_pool(workers: int):
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures import ProcessPoolExecutor
 
-    # spawn: a fork of a parent holding threads (rich, Dask, a test runner) can deadlock
-    ctx = multiprocessing.get_context("spawn")
     if multiprocessing.parent_process() is not None:
         # a spawned worker re-imports the caller's script: a sweep called at its
         # top level would start pools recursively
         raise RuntimeError(
             "sweep() was called while a worker process imported the calling script; put the "
             "call under `if __name__ == \"__main__\":` (worker processes are spawned), or use workers=0")
+    # spawn: a fork of a parent holding threads (rich, Dask, a test runner) can deadlock
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init)
+
+
+def _worker_ready() -> None:
+    """A no-op task: submitting one per worker starts the processes."""
+
+
+def _start_pool(workers: int):
+    """A pool whose `workers` processes start now, not at the first scenario
+    (ProcessPoolExecutor starts one process per submitted task)."""
+    pool = _new_pool(workers)
+    for _ in range(workers):
+        pool.submit(_worker_ready)
+    return pool
+
+
+def _discard_pool(pool) -> None:
+    if pool is not None:
+        _terminate(pool)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_pool(tasks: list[dict], workers: int, finished: Callable[[dict], None],
+              solve_one: Callable[[dict], dict] = run_scenario, pool=None) -> None:
+    """Local process pool. At most `workers` scenarios are in flight, so a worker
+    that dies (a solver crash) is blamed on those only: they are retried once in
+    a fresh pool, then recorded as errors; the other scenarios go on.
+
+    pool: one from _start_pool() to use first (it is shut down here)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     queue = list(reversed(tasks))
     attempts: dict[str, int] = {}
     while queue:
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(queue)), mp_context=ctx,
-                                   initializer=_worker_init)
+        if pool is None:
+            pool = _new_pool(min(workers, len(queue)))
         running: dict = {}
         broken = False
         try:
             while queue or running:
                 while queue and len(running) < workers:
                     t = queue.pop()
-                    running[pool.submit(solve_one, t)] = t
+                    try:
+                        running[pool.submit(solve_one, t)] = t
+                    except BrokenProcessPool:     # a worker died before this task was sent: not its fault
+                        queue.append(t)
+                        broken = True
+                        break
+                if broken and not running:
+                    print("warning: a worker process died before it was given a scenario; starting a fresh "
+                          "pool", file=sys.stderr, flush=True)
+                    break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     t = running.pop(fut)
@@ -844,13 +949,62 @@ def _run_pool(tasks: list[dict], workers: int, finished: Callable[[dict], None],
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=not broken, cancel_futures=True)
+        pool = None
 
 
 def _worker_init() -> None:
+    """Initializer of every worker process of a sweep's local pool."""
     # Ctrl-C reaches every process of the terminal's group: the parent alone
     # handles it (keeps what finished, ends the workers), so workers ignore it
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+    # the solver stack once per worker, before its first scenario, so no
+    # scenario's time includes it; a failure here shows again, with its
+    # traceback, in the record of the scenario that imports it
+    try:
+        from . import solving  # noqa: F401
+        from .lp import available_backends
+        available_backends()
+    except Exception:
+        pass
+
+
+def _exit_with_parent() -> None:
+    """End this worker process when the process that started it dies.
+
+    A pool worker waits for its next task on a pipe whose write end it holds
+    too, so when the parent is killed (SIGKILL, or SIGTERM to the parent
+    alone, e.g. a harness's timeout) the read never sees end-of-file: the
+    worker, and multiprocessing's resource_tracker whose pipe it holds, would
+    live on forever. Two guards: on Linux the kernel kills the worker with the
+    parent (PR_SET_PDEATHSIG), also in the middle of a native solve that holds
+    the GIL; everywhere a daemon thread waits on the parent's sentinel (end of
+    file when the parent is gone) and exits.
+    """
+    import multiprocessing
+    import signal
+    import threading
+    from multiprocessing.connection import wait as wait_ready
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass   # the sentinel thread below still ends the worker
+    if parent.pid is not None and os.getppid() != parent.pid:
+        os._exit(1)   # the parent died before the guard was set
+
+    def watch() -> None:
+        wait_ready([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dcopt-exit-with-parent", daemon=True).start()
 
 
 def _terminate(pool) -> None:
@@ -1003,6 +1157,12 @@ def load_sweep_dir(out_dir: str | Path) -> tuple[dict, list[dict]]:
         what = "does not exist" if not out.exists() else "has no sweep.json"
         raise InputError([Problem(str(out), "", f"not a sweep directory: {what} (run `dcopt sweep SPEC --out {out}` first)")])
     man = json.loads(man_path.read_text(encoding="utf-8"))
+    clash = sorted({c for c in list(man["columns"].values()) + [g for g, _ in _groups(man)] if is_result_column(c)})
+    if clash:   # written before axis columns were kept apart from the results
+        raise InputError([Problem(str(man_path), "columns", (
+            f"axis column {', '.join(repr(c) for c in clash)} has the name of a result column (a sweep "
+            f"directory from an older dcopt); run `dcopt sweep SPEC --out {out}` again to rewrite it "
+            "(finished scenarios are reused)"))])
     rows = []
     for sc in man["scenarios"]:
         rec = read_record(out / "scenarios" / f"{sc['id']}.json")
@@ -1059,7 +1219,7 @@ def _fmt(col: str, v) -> str:
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, (int, float)):
-        if col.startswith("capex"):
+        if col.startswith("capex") or col.rsplit(".", 1)[-1].startswith("capex"):   # and budgets.capex_usd
             return f"${v / 1e6:,.1f}M" if abs(v) >= 1e8 else f"${v / 1e6:,.2f}M"
         if col.startswith("tokens_per_s") or col == "throughput_tokens_per_s":
             return f"{v / 1e6:,.3f}M"

@@ -1,6 +1,7 @@
 """`dcopt sweep`, `dcopt compare`, `dcopt pareto`: many scenarios, one table."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -67,6 +68,27 @@ def _check_common(args) -> None:
         raise _bad("--gap", f"must be between 0 and 1 (got {args.gap:g})")
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (`timeout`, a batch system) stops a sweep as Ctrl-C does: what
+    finished is kept and summarised, the workers are ended, exit 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield          # only the main thread may set signal handlers
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_sweep_cmd(args) -> int:
     from .cli import EXIT_OK, EXIT_SOLVER
     from .scenarios import expand, format_table, load_spec, load_sweep_dir, ordered_columns, run_sweep
@@ -80,8 +102,9 @@ def run_sweep_cmd(args) -> int:
             print(f"{sc.id}  {sc.slug}  {state}")
         print(f"{len(scenarios)} scenarios ({sum(not s.valid for s in scenarios)} invalid)", file=sys.stderr)
         return EXIT_OK
-    run = run_sweep(spec, args.out, workers=args.workers, dask_scheduler=args.dask_scheduler,
-                    progress=args.progress, force=args.force)
+    with _sigterm_as_interrupt():
+        run = run_sweep(spec, args.out, workers=args.workers, dask_scheduler=args.dask_scheduler,
+                        progress=args.progress, force=args.force)
     man, _ = load_sweep_dir(args.out)
     cols = [c for c in ordered_columns(run.rows, man, compact=True) if c not in _HIDDEN_BY_DEFAULT]
     print(format_table(run.rows, cols, "text"), end="")

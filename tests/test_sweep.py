@@ -207,6 +207,10 @@ BAD_SPECS = [
     ("axs: []\n", "axs", "did you mean 'axes'"),
     ("solver: {backend: gurobi}\n", "solver.backend", "must be one of"),
     ("axes:\n  - {path: routes[0].distance_km, values: [1]}\n", "", "quote a path"),
+    ("zip:\n  - name: capex_usd\n    axes:\n      - {path: network.k_paths, values: [1, 2]}\n",
+     "zip[0].name", "'capex_usd' is a result column"),
+    ("zip:\n  - name: g\n    axes: [{path: network.k_paths, values: [1, 2]}]\n"
+     "  - name: g\n    axes: [{path: pue, values: [1.2, 1.3]}]\n", "zip[1].name", "already used by zip[0]"),
 ]
 
 
@@ -278,6 +282,10 @@ def test_small_sweep_on_the_process_pool_records_every_outcome(tiny, tmp_path, r
     assert md.count("\n| ") >= 5 and "## Not solved to optimality" in md
     assert "[4/4]" in err or "[3/4]" in err          # non-TTY: one progress line per scenario
     assert not list((out / "scenarios").glob(".*.tmp"))   # atomic writes leave no temp files
+    # run again: nothing to solve, the workers started for it are let go at once
+    code, _, err = run_cli(["sweep", tiny, "--out", out, "--workers", "2", "--progress", "off"])
+    assert code == 0, err
+    assert "solved 0, reused 4" in err
 
 
 def test_a_crashing_scenario_is_recorded_and_the_others_survive(tiny, tmp_path, monkeypatch):
@@ -318,6 +326,19 @@ def test_a_dying_worker_process_costs_only_its_own_scenario():
     assert sorted(by_id) == ["crash", "one", "two"]
     assert by_id["one"]["status"] == by_id["two"]["status"] == "optimal"
     assert by_id["crash"]["status"] == "error" and "died twice" in by_id["crash"]["reason"]
+
+
+def test_a_pool_that_broke_before_its_first_scenario_is_replaced():
+    # the pool is started before the scenarios are expanded; if one of its workers dies
+    # before it is given a scenario, no scenario is blamed: a fresh pool solves them all
+    from concurrent.futures.process import BrokenProcessPool
+    pool = sw._start_pool(1)
+    with pytest.raises(BrokenProcessPool):
+        pool.submit(_die_on_crash_task, {"id": "crash"}).result()
+    tasks = [{"id": i, "slug": i, "overrides": {}, "fingerprint": "", "params": {}} for i in ("one", "two")]
+    done = []
+    sw._run_pool(tasks, 1, done.append, solve_one=_die_on_crash_task, pool=pool)
+    assert sorted((r["id"], r["status"]) for r in done) == [("one", "optimal"), ("two", "optimal")]
 
 
 def test_resume_solves_only_what_is_missing(tiny, tmp_path):
@@ -361,20 +382,25 @@ def test_resume_after_an_interrupted_sweep(tiny, tmp_path, monkeypatch):
 
 
 def test_dask_local_cluster(tiny, tmp_path):
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
+    # dask[distributed] is in the [test] extras: a missing one fails here, never skips
+    import distributed
+    # two worker processes: every task and record is pickled across a process boundary
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
                                   dashboard_address=None) as cluster:
         run = sw.run_sweep(sw.load_spec(tiny), tmp_path / "out", dask_scheduler=cluster.scheduler_address)
     assert run.executor == "dask"
     assert _statuses(run.rows) == ["optimal", "optimal", "infeasible", "invalid"]
     assert len(run.solved) == 4
+    solved_by = {json.loads((tmp_path / "out" / "scenarios" / f"{r['id']}.json").read_text())["worker"]
+                 for r in run.rows[:3]}
+    assert all(w and int(w.rsplit(":", 1)[1]) != os.getpid() for w in solved_by), solved_by
     # the result does not depend on where it was solved
     local = sw.run_sweep(sw.load_spec(tiny), tmp_path / "local", workers=0)
     assert [r["capex_usd"] for r in run.rows[:2]] == [r["capex_usd"] for r in local.rows[:2]]
+    assert all(r["capex_usd"] > 0 for r in run.rows[:2])
 
 
 def test_unreachable_dask_scheduler_is_a_clean_error(tiny, tmp_path, run_cli, monkeypatch):
-    pytest.importorskip("distributed")
     monkeypatch.setattr(sw, "DASK_CONNECT_TIMEOUT_S", 1)
     code, _, err = run_cli(["sweep", tiny, "--out", tmp_path / "o", "--dask-scheduler", "tcp://127.0.0.1:9",
                             "--progress", "off"])
@@ -382,7 +408,7 @@ def test_unreachable_dask_scheduler_is_a_clean_error(tiny, tmp_path, run_cli, mo
 
 
 def test_api_sweep_rows_make_a_dataframe(tiny, tmp_path):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd     # in the [test] extras: never skipped
     from optimizer import sweep as api_sweep
     rows = api_sweep(tiny, tmp_path / "out", workers=0)
     df = pd.DataFrame(rows)
@@ -448,3 +474,261 @@ def test_a_sweep_started_inside_a_spawned_worker_is_refused(monkeypatch):
     monkeypatch.setattr(multiprocessing, "parent_process", lambda: object())
     with pytest.raises(RuntimeError, match='__name__ == "__main__"'):
         sw._run_pool([{"id": "x"}], 2, lambda record: None)
+
+
+# ---------------------------------------------------------------- summary columns
+
+
+def test_short_names_never_take_a_result_column():
+    paths = ["budgets.capex_usd", "job.tp", "routes[0].distance_km", "a.power_mw.r1", "status"]
+    names = sw.short_names(paths, reserved=["distance_km"])
+    assert names == {"budgets.capex_usd": "budgets.capex_usd",   # capex_usd is the plan's capex
+                     "job.tp": "job.tp",                         # tp is the plan's split
+                     "routes[0].distance_km": "routes[0].distance_km",   # a zip group is called distance_km
+                     "a.power_mw.r1": "r1",
+                     "status": "axis:status"}                    # even the whole path is taken
+    # deterministic and independent of the order the paths come in
+    assert sw.short_names(list(reversed(paths)), reserved=["distance_km"]) == names
+    # the usual case is unchanged: the shortest suffix that tells the paths apart
+    assert sw.short_names(["regions[0].campuses[0].power_budget_mw", "regions[0].campuses[1].power_budget_mw",
+                           "catalog_overrides.dci_optics.800ZR.price_usd"]) == {
+        "regions[0].campuses[0].power_budget_mw": "campuses[0].power_budget_mw",
+        "regions[0].campuses[1].power_budget_mw": "campuses[1].power_budget_mw",
+        "catalog_overrides.dci_optics.800ZR.price_usd": "price_usd"}
+
+
+def test_an_axis_on_the_capex_budget_keeps_its_own_column(tmp_path, run_cli):
+    # budgets.capex_usd used to be shown as 'capex_usd', the plan's capex: summary.csv had the
+    # column twice, the optimal row showed the plan's capex as the budget and the infeasible
+    # row the budget as the plan's capex
+    spec = write_spec(tmp_path, """\
+        solver: {backend: highs}
+        axes:
+          - path: budgets.capex_usd
+            values: [1000000000000, 1]
+        """)
+    out = tmp_path / "out"
+    code, _, err = run_cli(["sweep", spec, "--out", out, "--workers", "0", "--progress", "off"])
+    assert code == 0, err
+    man = json.loads((out / "sweep.json").read_text())
+    assert man["columns"] == {"budgets.capex_usd": "budgets.capex_usd"}
+    records = [json.loads((out / "scenarios" / f"{s['id']}.json").read_text()) for s in man["scenarios"]]
+    assert [r["status"] for r in records] == ["optimal", "infeasible"]
+    plan_capex = records[0]["result"]["totals"]["capex_usd"]
+    assert 0 < plan_capex < 1e12
+
+    text = (out / "summary.csv").read_text()
+    header = next(csv.reader(io.StringIO(text)))
+    assert len(header) == len(set(header)), header
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["budgets.capex_usd"] for r in rows] == ["1000000000000", "1"]
+    assert float(rows[0]["capex_usd"]) == pytest.approx(plan_capex)
+    assert rows[1]["capex_usd"] == "" and rows[1]["status"] == "infeasible"
+    assert [r["slug"] for r in rows] == ["budgets.capex_usd=1000000000000", "budgets.capex_usd=1"]
+
+    # dcopt compare shows the same two columns
+    code, csv_out, err = run_cli(["compare", out, "--format", "csv"])
+    assert code == 0, err
+    assert csv_out == text
+    code, table, err = run_cli(["compare", out, "--columns", "budgets.capex_usd,status,capex_usd"])
+    assert code == 0, err
+    lines = table.splitlines()
+    assert lines[0].split() == ["budgets.capex_usd", "status", "capex_usd"]
+    assert lines[2].split()[:2] == ["$1,000,000.0M", "optimal"]
+    assert lines[3].split() == ["$0.00M", "infeasible", "-"]
+
+
+def test_every_summary_column_of_a_result_is_reserved(finished_sweep):
+    # a new result column in record_row() must be added to RESULT_COLUMNS, or an axis could take its name
+    man, rows = sw.load_sweep_dir(finished_sweep)
+    axis_columns = set(man["columns"].values())
+    solved = [r for r in rows if r["status"] == "optimal"]
+    assert solved
+    for row in solved:
+        assert set(row) - axis_columns <= set(sw.RESULT_COLUMNS) | {k for k in row if k.startswith("power_mw.")}
+        assert all(sw.is_result_column(k) for k in set(row) - axis_columns)
+    columns = sw.ordered_columns(rows, man)
+    assert len(columns) == len(set(columns))
+    assert set(columns) - axis_columns == set(sw.RESULT_COLUMNS) | {k for k in columns if k.startswith("power_mw.")}
+
+
+def test_a_sweep_directory_with_clashing_columns_is_refused(finished_sweep, run_cli):
+    # written by an older dcopt: an axis shown as a result column; compare says how to repair it
+    man = json.loads((finished_sweep / "sweep.json").read_text())
+    man["columns"]["routes[0].distance_km"] = "capex_usd"
+    (finished_sweep / "sweep.json").write_text(json.dumps(man))
+    code, _, err = run_cli(["compare", finished_sweep])
+    assert code == 2 and "Traceback" not in err
+    assert "sweep.json: columns: axis column 'capex_usd' has the name of a result column" in err
+    assert "dcopt sweep SPEC --out" in err
+
+
+# ---------------------------------------------------------------- a sweep solves what a direct solve solves
+
+
+def _problems(fn):
+    try:
+        fn()
+    except InputError as exc:
+        return [(p.path, p.message) for p in exc.problems]
+    return []
+
+
+@pytest.mark.parametrize("change, path", [
+    (None, None),
+    (lambda d: d.update(pue=9), "pue"),
+    (lambda d: d["routes"][0].update(distance_km=5000), "routes[0].distance_km"),
+    (lambda d: d.update(catalog_overrides={"dci_optics": {"800ZR": {"price_usd": -1}}}),
+     "catalog_overrides.dci_optics.800ZR.price_usd"),
+    (lambda d: d["regions"][0]["campuses"][0].update(scale_up_domain="HGX-H100-9"),
+     "regions[0].campuses[0].scale_up_domain"),
+    (lambda d: d.update(colour="blue"), "colour"),
+])
+def test_scenario_validation_agrees_with_load_instance(change, path):
+    # the sweep validates a scenario's mapping directly (no YAML round trip): same verdict and
+    # messages as writing the scenario out and loading it as a file
+    import yaml
+    from optimizer.instance import load_instance
+    from optimizer.yamlio import load_yaml
+    base, _ = load_yaml("tiny.yaml", TINY)
+    data = sw.apply_overrides(base, {})
+    if change:
+        change(data)
+    text = yaml.safe_dump(data, sort_keys=False)
+    direct = _problems(lambda: load_instance("s", text=text))
+    via_data = _problems(lambda: sw.instance_from_data("s", data))
+    assert via_data == direct
+    if path is None:
+        assert direct == []
+        a, b = load_instance("s", text=text), sw.instance_from_data("s", data)
+        assert a.instance == b.instance and a.catalog == b.catalog and a.raw == b.raw
+    else:
+        assert direct and direct[0][0] == path, direct
+
+
+def test_a_scenario_solved_in_a_sweep_equals_a_direct_solve(tmp_path):
+    # the pool path (task pickled to a worker, instance validated there from plain data) must
+    # give exactly the plan of solving the scenario's instance file directly
+    import yaml
+    from optimizer.instance import load_instance
+    from optimizer.lp import SolveParameters
+    from optimizer.solving import solve_instance
+    spec_path = write_spec(tmp_path, """\
+        solver: {backend: highs, time_limit_s: 30}
+        axes:
+          - path: catalog_overrides.dci_optics.800ZR.price_usd
+            values: [3000, 9000]
+          - path: routes[0].distance_km
+            values: [20, 80]
+        """)
+    spec = sw.load_spec(spec_path)
+    run = sw.run_sweep(spec, tmp_path / "out", workers=2)
+    assert run.executor == "processes" and _statuses(run.rows) == ["optimal"] * 4
+    for sc in sw.expand(spec):
+        record = json.loads((tmp_path / "out" / "scenarios" / f"{sc.id}.json").read_text())
+        file = tmp_path / f"{sc.id}.yaml"
+        file.write_text(yaml.safe_dump(sc.instance, sort_keys=False))
+        direct = solve_instance(load_instance(file), SolveParameters(backend="highs", time_limit_s=30))
+        swept = record["result"]
+        assert swept["objective"]["value"] == direct["objective"]["value"]
+        assert swept["totals"]["capex_usd"] == direct["totals"]["capex_usd"]
+        drop = lambda plan: json.loads(json.dumps({k: v for k, v in plan.items() if k != "solver"}, default=str))
+        assert drop(swept) == drop(direct), sc.slug
+    capex = [r["capex_usd"] for r in run.rows]
+    assert len(set(capex)) == 4          # every override changed the plan: the test compares four plans
+
+
+# ---------------------------------------------------------------- workers die with the sweep
+
+ORPHAN_SCRIPT = textwrap.dedent("""\
+    import os, sys, time
+    from pathlib import Path
+    from optimizer import scenarios as sw
+
+    def slow(task):
+        Path(task["id"]).write_text(str(os.getpid()))
+        time.sleep(120)
+        return {"id": task["id"], "status": "optimal"}
+
+    if __name__ == "__main__":
+        sw._run_pool([{"id": sys.argv[1], "slug": "x", "overrides": {}, "fingerprint": "", "params": {}}],
+                     1, lambda record: None, solve_one=slow)
+    """)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")      # a zombie has exited; init reaps it
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_a_worker_ends_when_the_sweeping_process_is_killed(tmp_path):
+    # a pool worker blocks on its task pipe, whose write end it holds too: killing the parent
+    # alone (SIGKILL, or a harness's timeout) used to leave the worker alive forever
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN_SCRIPT)
+    pid_file = tmp_path / "worker.pid"
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert parent.poll() is None and time.monotonic() < deadline, "the worker never started its task"
+            time.sleep(0.05)
+        worker = int(pid_file.read_text())
+        assert _alive(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(worker), f"worker {worker} outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
+    # `timeout dcopt sweep ...` sends SIGTERM: what finished is kept and summarised, the
+    # workers end, and a re-run resumes from there
+    import signal
+    import subprocess
+    import sys
+    import time
+    spec = write_spec(tmp_path, """\
+        solver: {backend: highs}
+        axes:
+          - path: routes[0].distance_km
+            range: {start: 20, stop: 49, step: 1}
+        """)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "optimizer", "sweep", str(spec), "--out", str(out),
+                             "--workers", "1", "--progress", "off"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list((out / "scenarios").glob("*.json"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
+    statuses = [r["status"] for r in rows]
+    assert len(rows) == 30 and "pending" in statuses and statuses.count("optimal") >= 2
+    assert set(statuses) <= {"optimal", "pending"}
+    resumed = sw.run_sweep(sw.load_spec(spec), out, workers=0)
+    assert len(resumed.skipped) == statuses.count("optimal")
+    assert _statuses(resumed.rows) == ["optimal"] * 30
