@@ -22,6 +22,7 @@ BACKENDS = ("highs", "cbc", "scip", "cpsat")
 # (figures and reasons in docs/backends.md): tied with CBC on the examples, the
 # only one of the two that proves the 8-campus benchmark, deterministic, in-process.
 DEFAULT_BACKEND = "scip"
+DEFAULT_GAP = 1e-4          # SolveParameters.gap: why this value there
 
 
 class Expr:
@@ -193,7 +194,11 @@ class LinearModel:
 class SolveParameters:
     backend: str = DEFAULT_BACKEND
     time_limit_s: float | None = None
-    gap: float = 1e-6           # relative MIP gap at which the solver may stop
+    # relative MIP gap at which the solver may stop: "optimal" means proven within it.
+    # 1e-4 (0.01 %) is the default of Gurobi, CPLEX and HiGHS; on a $4B plan it is
+    # $0.4M, under a tenth of the quote uncertainty of the soft prices in models/.
+    # 1e-6 is below one module pair (docs/bench.md: what each costs in time).
+    gap: float = DEFAULT_GAP
     threads: int = 1
     seed: int = 0
     verbose: bool = False
@@ -248,7 +253,10 @@ def available_backends() -> list[str]:
     return [b for b in BACKENDS if b in out]
 
 
-def solve(model: LinearModel, params: SolveParameters) -> SolveResult:
+def solve(model: LinearModel, params: SolveParameters, hint: list[float] | None = None) -> SolveResult:
+    """Solve on params.backend. hint: a value per column, a plan to start from (a warm
+    start: SCIP, CP-SAT and CBC take it; HiGHS through PuLP has no way to, and ignores it).
+    A hint only guides the search: the result and its proof are the solver's."""
     if params.backend not in BACKENDS:
         raise SolverError(f"unknown backend '{params.backend}'; choose one of {', '.join(BACKENDS)}")
     if params.backend not in available_backends():
@@ -257,9 +265,9 @@ def solve(model: LinearModel, params: SolveParameters) -> SolveResult:
     start = time.perf_counter()
     try:
         if params.backend in ("cbc", "highs"):
-            result = _solve_pulp(model, params)
+            result = _solve_pulp(model, params, hint)
         else:
-            result = _solve_ortools(model, params)
+            result = _solve_ortools(model, params, hint)
     except SolverError:
         raise
     except Exception as exc:  # a crash inside a solver is reported, not a traceback
@@ -270,9 +278,19 @@ def solve(model: LinearModel, params: SolveParameters) -> SolveResult:
     return result
 
 
+def _clipped_hint(model: LinearModel, hint: list[float]) -> list[float]:
+    """A hint inside the column bounds, integers rounded: CBC's solution file carries
+    about 8 significant digits, so its values can sit just outside a bound."""
+    out = []
+    for i, h in enumerate(hint):
+        h = float(round(h)) if model.integer[i] else float(h)
+        out.append(min(max(h, model.lb[i]), model.ub[i]))
+    return out
+
+
 # ------------------------------------------------------------------ PuLP
 
-def _solve_pulp(model: LinearModel, params: SolveParameters) -> SolveResult:
+def _solve_pulp(model: LinearModel, params: SolveParameters, hint=None) -> SolveResult:
     import pulp
 
     prob = pulp.LpProblem(re.sub(r"\W", "_", model.name),
@@ -289,7 +307,10 @@ def _solve_pulp(model: LinearModel, params: SolveParameters) -> SolveResult:
         prob.addConstraint(pulp.LpConstraint(expr, sense[s], f"c{i}", rhs))
 
     if params.backend == "cbc":
-        return _solve_cbc(prob, lpvars, model, params)
+        if hint is not None:
+            for v, h in zip(lpvars, _clipped_hint(model, hint)):
+                v.setInitialValue(h)
+        return _solve_cbc(prob, lpvars, model, params, warm=hint is not None)
     solver = pulp.HiGHS(msg=params.verbose, timeLimit=params.time_limit_s, gapRel=params.gap,
                         threads=params.threads, random_seed=params.seed)
     _highs_scheduler_for(params.threads)
@@ -357,12 +378,12 @@ def _cbc_hit_time_limit(log_text: str, result: str, wall_s: float, limit_s: floa
     return wall_s >= 0.9 * limit_s or any(mark in log_text.lower() for mark in _CBC_TIME_LIMIT_MARKS)
 
 
-def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> SolveResult:
+def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters, warm: bool = False) -> SolveResult:
     import pulp
 
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "cbc.log")
-        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=params.time_limit_s, gapRel=params.gap,
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=params.time_limit_s, gapRel=params.gap, warmStart=warm,
                                    threads=params.threads, logPath=log,
                                    options=[f"randomSeed {params.seed + 1}", f"randomCbcSeed {params.seed + 1}"])
         started = time.perf_counter()
@@ -385,7 +406,8 @@ def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> Sol
             bound = None
     if result.startswith("Optimal"):
         status = "optimal"
-        bound = obj
+        # "Optimal solution found (within gap tolerance)": keep the bound CBC printed
+        bound = obj if bound is None or not math.isfinite(bound) else bound
     elif ("infeasible" in result.lower() or prob.status == pulp.LpStatusInfeasible) \
             and not _cbc_hit_time_limit(text, result, wall_s, params.time_limit_s):
         status = "infeasible"
@@ -404,7 +426,7 @@ def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> Sol
     else:
         status = "no_solution"
     return SolveResult(status, values if status in ("optimal", "feasible") else None, obj,
-                       bound, rel_gap(obj, bound) if status == "feasible" else (0.0 if status == "optimal" else None),
+                       bound, rel_gap(obj, bound) if status in ("optimal", "feasible") else None,
                        "cbc", 0.0, result)
 
 
@@ -420,11 +442,17 @@ def _solve_cbc(prob, lpvars, model: LinearModel, params: SolveParameters) -> Sol
 # domains up to 1e10 scaled units (3.9e7 Gb/s for a flow). Presolve probing
 # (cp_model_probing_level 2, the default) proved a bound above a feasible plan
 # on us-two-regions (claimed optimal capex $1,154.8M; HiGHS's $1,153.8M plan is
-# feasible for CP-SAT when its integers are fixed): probing is switched off.
+# feasible for CP-SAT when its integers are fixed): probing is switched off. Its
+# presolve too proved a wrong optimum once the DP demand rows got one row per
+# group size and the replicas their own activity rows (brute-force case
+# two-buildings-min-cost: "optimal" $102,660 where $28,940 is feasible and optimal
+# for CP-SAT itself with presolve off, or with HiGHS's integers fixed): presolve off.
+# CP-SAT stays a cross-check backend; scip is the default (docs/backends.md).
 _CPSAT_GRID = 256
-_CPSAT_MIP_PARAMS = (f"mip_var_scaling:{_CPSAT_GRID}", "mip_max_bound:1e10", "cp_model_probing_level:0")
+_CPSAT_MIP_PARAMS = (f"mip_var_scaling:{_CPSAT_GRID}", "mip_max_bound:1e10", "cp_model_probing_level:0",
+                     "cp_model_presolve:false")
 
-def _solve_ortools(model: LinearModel, params: SolveParameters) -> SolveResult:
+def _solve_ortools(model: LinearModel, params: SolveParameters, hint=None) -> SolveResult:
     from ortools.linear_solver import pywraplp
 
     name = {"scip": "SCIP", "cpsat": "CP_SAT"}[params.backend]
@@ -468,6 +496,8 @@ def _solve_ortools(model: LinearModel, params: SolveParameters) -> SolveResult:
     solver.SetSolverSpecificParametersAsString(("\n" if params.backend == "scip" else ",").join(extra))
     mp = pywraplp.MPSolverParameters()
     mp.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, params.gap)
+    if hint is not None:
+        solver.SetHint(xs, _clipped_hint(model, hint))
     code = solver.Solve(mp)
     if code == pywraplp.Solver.OPTIMAL:
         status = "optimal"
@@ -493,7 +523,8 @@ def _solve_ortools(model: LinearModel, params: SolveParameters) -> SolveResult:
             message = "CP-SAT's integers admit no exact continuous completion (GLOP)"
         else:
             values, obj = polished
-    gap = rel_gap(obj, bound) if status == "feasible" else (0.0 if status == "optimal" else None)
+    # an optimal status means proven within the gap limit: report the gap that was proven
+    gap = rel_gap(obj, bound) if status in ("optimal", "feasible") else None
     return SolveResult(status, values, obj, bound, gap, params.backend, 0.0, message)
 
 

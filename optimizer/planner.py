@@ -154,6 +154,36 @@ def select_candidates(li: LoadedInstance, table=None) -> tuple[list[Candidate], 
     return cands, n_all
 
 
+def cable_types(li: LoadedInstance, campus, cls) -> list[str]:
+    """Cable types whose port and lane rate match a connection class and whose reach covers
+    the campus's length for it, in catalog-name order."""
+    cat = li.catalog
+    length = campus.fabric_lengths_m.get(cls.name, cls.default_length_m)
+    return [t for t in sorted(cat.cables) if cat.cables[t].port_gbps == cls.port_gbps
+            and cat.cables[t].lane_gbps == cls.lane_gbps and cat.cables[t].reach_m >= length]
+
+
+def campus_accelerator_power_w(li: LoadedInstance, campus) -> float:
+    """IT power one accelerator draws at least: its share of the domain's power and the
+    least-power qualifying cable of every connection class (W, before PUE)."""
+    dom = li.catalog.scale_up_domains[campus.scale_up_domain]
+    per_acc_w = dom.power_w_per_accelerator
+    for cls in dom.connection_classes:
+        types = cable_types(li, campus, cls)
+        if types:
+            per_acc_w += cls.links_per_accelerator * min(li.catalog.cables[t].power_w_per_link for t in types)
+    return per_acc_w
+
+
+def campus_accelerator_cap(li: LoadedInstance, campus) -> int:
+    """Accelerators a campus can host within its power budget, each drawing at least
+    campus_accelerator_power_w times PUE (DCI equipment only adds to that). A valid bound
+    that tightens the placement columns and the activity rows of the MILP when campuses
+    are power-bound."""
+    by_power = campus.power_budget_mw * MW / (li.campus_pue(campus) * campus_accelerator_power_w(li, campus))
+    return min(li.accelerators_at(campus), int(math.floor(by_power * (1 + 1e-12))))
+
+
 # ---------------------------------------------------------------- loss budgets
 
 def loss_budgets(li: LoadedInstance) -> tuple[dict[str, float], float]:
@@ -241,9 +271,12 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
     phi = lsum((SECONDS_PER_HOUR / candidates[k].step_time_s) * z[k] for k in K)
 
     # ---- placement
+    # accelerators a campus can hold: what it has, and (unless the elastic model may
+    # exceed the budget) what its power budget feeds
+    cap_at = {c.name: li.accelerators_at(c) if elastic else campus_accelerator_cap(li, c) for c in campuses}
     x: dict[tuple[str, int], Var] = {}
     for c in campuses:
-        avail = li.accelerators_at(c)
+        avail = cap_at[c.name]
         for k in K:
             cap = min(candidates[k].dp, avail // candidates[k].replica_accelerators)
             if cap > 0:
@@ -255,8 +288,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         for i in intra_routes:
             r = routes[i]
             fill_drain_s = 2 * perf.one_way_latency_s(r.distance_km, inst.network.latency_us_per_km)
-            a_av = li.accelerators_at(next(c for c in campuses if c.name == r.a))
-            b_av = li.accelerators_at(next(c for c in campuses if c.name == r.b))
+            a_av, b_av = cap_at[r.a], cap_at[r.b]
             for k in K:
                 cand = candidates[k]
                 if cand.pp % 2 or cand.pp < 2 or fill_drain_s > pp_room * cand.step_time_s:
@@ -272,10 +304,10 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
                == candidates[k].dp * z[k], f"replicas_sum[{k}]")
         for c in campuses:
             if (c.name, k) in x:
-                lm.add(x[c.name, k] <= candidates[k].dp * z[k], f"replicas_link[{c.name},{k}]")
+                lm.add(x[c.name, k] <= lm.ub[x[c.name, k].index] * z[k], f"replicas_link[{c.name},{k}]")
         for i in intra_routes:
             if (i, k) in n:
-                lm.add(n[i, k] <= candidates[k].dp * z[k], f"split_link[{i},{k}]")
+                lm.add(n[i, k] <= lm.ub[n[i, k].index] * z[k], f"split_link[{i},{k}]")
 
     used: dict[str, Expr] = {}
     y: dict[str, Var] = {}
@@ -285,10 +317,16 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
             if c.name in (routes[i].a, routes[i].b):
                 expr = expr + (candidates[k].replica_accelerators // 2) * var
         used[c.name] = expr
-        avail = li.accelerators_at(c)
         y[c.name] = lm.binary(f"active[{c.name}]")
-        lm.add(expr <= avail * y[c.name], f"accelerators[{c.name}]")
+        lm.add(expr <= cap_at[c.name] * y[c.name], f"accelerators[{c.name}]")
         lm.add(expr >= y[c.name], f"active_means_used[{c.name}]")
+    # per split, a campus holds at most floor(capacity / replica) whole replicas, and none if
+    # idle: tighter than the accelerator row above in the LP relaxation (the rounding down)
+    for (cn, k), var in x.items():
+        lm.add(var <= lm.ub[var.index] * y[cn], f"replicas_active[{cn},{k}]")
+    for (i, k), var in n.items():
+        for end in (routes[i].a, routes[i].b):
+            lm.add(var <= lm.ub[var.index] * y[end], f"split_active[{i},{k},{end}]")
     E["used"], V["y"] = used, y
     if inst.job.max_accelerators:
         lm.add(lsum(used.values()) <= inst.job.max_accelerators, "max_accelerators")
@@ -298,6 +336,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
     vr = {r.name: lm.binary(f"region_active[{r.name}]") for r in regions}
     V["v"] = vr
     omega: dict[tuple[str, int], Var] = {}
+    kappa: dict[str, dict[int, Var]] = {}
     for r in regions:
         names = [c.name for c in r.campuses]
         for cn in names:
@@ -305,8 +344,14 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         lm.add(vr[r.name] <= lsum(y[cn] for cn in names), f"region_needs_campus[{r.name}]")
         if len(names) >= 2:
             kap = {j: lm.binary(f"campus_count[{r.name},{j}]") for j in range(1, len(names) + 1)}
+            kappa[r.name] = kap
             lm.add(lsum(j * kap[j] for j in kap) == lsum(y[cn] for cn in names), f"campus_count_def[{r.name}]")
             lm.add(lsum(kap.values()) == vr[r.name], f"campus_count_onehot[{r.name}]")
+            # j active campuses hold at most the j largest capacities (valid; raises the LP
+            # bound, which otherwise mixes "one campus active" into a fractional count)
+            largest = np.cumsum(sorted((cap_at[cn] for cn in names), reverse=True))
+            lm.add(lsum(used[cn] for cn in names) <= lsum(float(largest[j - 1]) * kap[j] for j in kap),
+                   f"campus_count_capacity[{r.name}]")
             for j in range(2, len(names) + 1):
                 om = lm.var(f"phi_x_count[{r.name},{j}]", 0, phi_max)
                 _mccormick(lm, om, phi, kap[j], phi_max, f"{r.name},{j}")
@@ -340,8 +385,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         # with unbounded columns next to these big-M rows 1.13 declared feasible models infeasible
         dem = lm.var(f"dp_demand[{a},{b}]", 0, big_m)
         demand[("intra", a, b)] = dem
-        rate = lsum((k_intra[rname] / j) * omega[rname, j] for j in range(2, len([c for c in campuses if region_of[c.name] == rname]) + 1))
-        lm.add(dem >= rate - big_m * (2 - y[a] - y[b]), f"dp_demand_def[{a},{b}]")
+        _pair_demand_rows(lm, dem, phi, phi_max, k_intra[rname], y[a], y[b], kappa[rname], f"{a},{b}")
         fl = [lm.var(f"dp_flow[{a},{b},{p}]", 0, big_m) for p in range(len(paths))]
         lm.add(lsum(fl) >= dem, f"dp_route[{a},{b}]")
         for p, path in enumerate(paths):
@@ -358,8 +402,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         big_m = k_inter * phi_max
         dem = lm.var(f"dp_demand[{ra},{rb}]", 0, big_m)
         demand[("inter", ra, rb)] = dem
-        rate = lsum((k_inter / j) * xi[j] for j in xi)
-        lm.add(dem >= rate - big_m * (2 - vr[ra] - vr[rb]), f"dp_demand_def[{ra},{rb}]")
+        _pair_demand_rows(lm, dem, phi, phi_max, k_inter, vr[ra], vr[rb], rho, f"{ra},{rb}")
         fl = [lm.var(f"dp_flow[{ra},{rb},{p}]", 0, big_m) for p in range(len(paths))]
         lm.add(lsum(fl) >= dem, f"dp_route[{ra},{rb}]")
         tg = [lm.var(f"target_flow[{ra},{rb},{p}]", 0, inter_target) for p in range(len(paths))] if inter_target > 0 else []
@@ -374,6 +417,13 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
                 load[ri].iadd(fl[p])
                 if tg:
                     target_flow[ri].iadd(tg[p])
+    # valid inequalities on the DP demand (see _demand_cuts)
+    for r in regions:
+        if len(r.campuses) >= 2:
+            _demand_cuts(lm, demand, "intra", r.name, [c.name for c in r.campuses], y,
+                         {j: omega[r.name, j] for j in range(2, len(r.campuses) + 1)}, k_intra[r.name], phi_max)
+    if len(regions) >= 2:
+        _demand_cuts(lm, demand, "inter", "regions", [r.name for r in regions], vr, xi, k_inter, phi_max)
     V["flow"], V["demand"] = flows, demand
     E["paths"] = {**{("intra",) + k: v for k, v in ipaths.items()}, **{("inter",) + k: v for k, v in rpaths.items()}}
 
@@ -386,7 +436,7 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
     dci_cost_parts = {"dci_modules": Expr(), "line_terminals_amplifiers": Expr(), "fiber": Expr()}
     dci_power_at: dict[str, Expr] = {c.name: Expr() for c in campuses}
     for i, r in enumerate(routes):
-        opts = net.route_options(r, cat)
+        opts = net.undominated_options(net.route_options(r, cat))
         opts_by_route[i] = opts
         cap = Expr()
         lit = Expr()
@@ -454,12 +504,9 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
     cable_power_at: dict[str, Expr] = {c.name: Expr() for c in campuses}
     for c in campuses:
         dom = cat.scale_up_domains[c.scale_up_domain]
-        avail = li.accelerators_at(c)
         for cls in dom.connection_classes:
-            length = c.fabric_lengths_m.get(cls.name, cls.default_length_m)
-            types = [t for t in sorted(cat.cables) if cat.cables[t].port_gbps == cls.port_gbps
-                     and cat.cables[t].lane_gbps == cls.lane_gbps and cat.cables[t].reach_m >= length]
-            max_links = math.ceil(cls.links_per_accelerator * avail)
+            types = cable_types(li, c, cls)
+            max_links = math.ceil(cls.links_per_accelerator * cap_at[c.name])
             total = Expr()
             choose = []
             for t in types:
@@ -514,6 +561,57 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
         lm.set_objective(capex, maximize=False)
     pm.build_s = time.perf_counter() - start
     return pm
+
+
+def _pair_demand_rows(lm: LinearModel, dem: Var, phi: Expr, phi_max: float, k: float, active_a: Var,
+                      active_b: Var, count: dict[int, Var], tag: str) -> None:
+    """dem >= k phi / j when sites a and b are both active and j sites of their group are.
+
+    One row per possible count j' >= 2:
+        dem >= (k / j') (phi - phi_max (2 - y_a - y_b) - phi_max sum_{i > j'} count_i).
+    With j active, the row j' = j gives exactly k phi / j; rows j' < j, and every row
+    when a or b is idle, have a right-hand side <= (k / j')(phi - phi_max - 1) < 0.
+    Each big-M is (k / j')(phi_max + 1): one step per hour more than the row can ask,
+    so that an idle pair's row stays clearly slack after CP-SAT scales it to integers
+    (with phi_max exactly, CP-SAT read phi - phi_max as a hair above 0 and bought DCI
+    for an idle pair: $102,660 instead of $28,940 on a brute-force case); the single row
+    dem >= sum_j (k / j) phi count_j - k phi_max (2 - y_a - y_b) this replaces needed
+    k phi_max, so fractional activity of 0.9 on both sites already cancelled all of a
+    group of 8's demand k phi / 8 in the LP relaxation (docs/bench.md: LP bound of the
+    32-campus benchmark)."""
+    sizes = sorted(j for j in count if j >= 2)
+    for jp in sizes:
+        beyond = lsum(count[i] for i in count if i > jp)
+        idle = (2 - active_a - active_b) + beyond
+        lm.add(dem >= (phi - idle * (phi_max + 1)) * (k / jp), f"dp_demand_def[{tag},{jp}]")
+
+
+def _demand_cuts(lm: LinearModel, demand: dict, kind: str, label: str, sites: list[str], active: dict,
+                 phi_x_count: dict, k: float, phi_max: float) -> None:
+    """Valid inequalities on the pairwise DP demand of one group of sites (the
+    campuses of a region, or the regions).
+
+    With j of the n sites active, each of the C(j,2) active pairs needs k phi / j
+    (phi_x_count[j] = phi when j are active): together (j-1)/2 k phi, and the j-1
+    pairs of an active site (j-1)/j k phi. The big-M rows dp_demand_def give this
+    only when the activity binaries are integral; with fractional activity (the
+    LP relaxation) they allow zero demand. Both rows hold in every integral plan
+    (two sites without a path cannot both be active, so every active pair has a
+    demand column) and raise the LP bound (docs/bench.md has the measured gain).
+    The big-M of the site row is k (phi_max + 1) (n-1)/n, not k phi_max (n-1)/n: CP-SAT
+    rounds the bound of phi_x_count up to its 1/256 grid, and a big-M cut to the exact
+    value would demand a sliver of traffic from an inactive site there."""
+    n = len(sites)
+    dems = {(a, b): demand[(kind, a, b)] for i, a in enumerate(sites) for b in sites[i + 1:]
+            if (kind, a, b) in demand}
+    if not dems:
+        return
+    lm.add(lsum(dems.values()) >= lsum((k * (j - 1) / 2) * om for j, om in phi_x_count.items()),
+           f"dp_demand_group[{label}]")
+    for a in sites:
+        incident = [v for (p, q), v in dems.items() if a in (p, q)]
+        lm.add(lsum(incident) >= lsum((k * (j - 1) / j) * om for j, om in phi_x_count.items())
+               - k * (phi_max + 1) * (n - 1) / n * (1 - active[a]), f"dp_demand_site[{a}]")
 
 
 def _mccormick(lm: LinearModel, prod: Var, cont: Expr, binary: Var, upper: float, tag: str) -> None:

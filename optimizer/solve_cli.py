@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .lp import BACKENDS, DEFAULT_BACKEND, SolveParameters
+from .lp import BACKENDS, DEFAULT_BACKEND, DEFAULT_GAP, SolveParameters
 
 
 def register(sub) -> None:
@@ -17,7 +17,8 @@ def register(sub) -> None:
                    help="seconds of solver time; a run it stops reports its incumbent, bound and gap (exit 3) or "
                         "that it has no plan yet, never 'optimal'; the tie-break stage gets what stage 1 leaves, "
                         "an infeasibility explanation at least 1 s per solve")
-    s.add_argument("--gap", type=float, default=1e-6, help="relative MIP gap to stop at (default 1e-6)")
+    s.add_argument("--gap", type=float, default=DEFAULT_GAP,
+                   help=f"relative MIP gap: optimal means proven within it (default {DEFAULT_GAP:g})")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--search", choices=["split-order", "monolithic"], default="split-order",
                    help="max-throughput: try the splits fastest first with the split fixed (default; exact, "

@@ -35,9 +35,10 @@ from pathlib import Path
 from . import performance as perf
 from .errors import SolverError
 from .instance import LoadedInstance
-from .lp import SolveParameters, SolveResult, lsum, rel_gap, solve
+from .lp import SolveParameters, SolveResult, available_backends, lsum, rel_gap, solve
 from .plan import bom_csv, extract_plan
-from .planner import GBPS_PER_PBPS, MW, build_model, select_candidates
+from .planner import (GBPS_PER_PBPS, MW, build_model, campus_accelerator_cap, campus_accelerator_power_w,
+                      select_candidates)
 from .verify import verify_plan
 
 RESOURCE_KINDS = ("power", "capex", "fiber_pairs")
@@ -114,12 +115,18 @@ def _solve_with(li, candidates, n_splits, params, extra_rows, cand_s, fallback) 
             if objective == "max-throughput":
                 tol = 1e-9 * max(1.0, abs(res.objective))
                 lm.add(pm.e["throughput"] >= res.objective - tol, "tie_break_keep_throughput")
+                # the row rules out every slower split: say so in their bounds too, so
+                # each backend's presolve drops their columns
+                for cand, zk in zip(pm.candidates, pm.v["z"]):
+                    if cand.tokens_per_s < res.objective - tol:
+                        lm.ub[zk.index] = 0.0
                 lm.set_objective(pm.e["capex"], maximize=False)
             else:
                 tol = 1e-9 * max(1.0, abs(res.objective)) + 1e-6
                 lm.add(pm.e["capex"] <= res.objective + tol, "tie_break_keep_cost")
                 lm.set_objective(pm.e["throughput"], maximize=True)
-            res2 = solve(lm, replace(params, time_limit_s=remaining))
+            # the stage-1 plan is feasible here: a warm start (SCIP, CP-SAT, CBC)
+            res2 = solve(lm, replace(params, time_limit_s=remaining), hint=res.values)
             solve_s += res2.solve_s
             tie_s = res2.solve_s
             if res2.values is not None:
@@ -227,6 +234,16 @@ def _solve_in_split_order(pm, params: SolveParameters) -> SolveResult:
                                    f"time limit reached after {tried} of {len(cands)} splits tried fastest first")
             fix(k)
             cap = None if remaining is None else max(remaining / 2, min(remaining, 1.0))
+            quick = _quick_verdict(pm, k, replace(params, time_limit_s=cap))
+            spent += quick.solve_s
+            if quick.status == "infeasible":          # the LP relaxation: a proof
+                tried += 1
+                continue
+            if quick.values is not None:              # a plan with the placement rounded
+                tried += 1
+                return retry_open(k, quick)
+            if cap is not None:
+                cap = max(0.05, min(cap, params.time_limit_s - spent))
             res = solve(lm, replace(params, time_limit_s=cap))
             spent += res.solve_s
             tried += 1
@@ -249,6 +266,93 @@ def _solve_in_split_order(pm, params: SolveParameters) -> SolveResult:
         for i, (lo, hi) in zip(zs, saved_bounds):
             lm.lb[i], lm.ub[i] = lo, hi
         lm.set_objective(saved_objective, saved_sense)
+
+
+def _quick_verdict(pm, k: int, params: SolveParameters) -> SolveResult:
+    """A fast answer for split k (its z already fixed to 1), before the full MILP:
+
+    - the LP relaxation is infeasible: so is the MILP (status infeasible, a proof);
+    - else the LP placement rounded to whole replicas (down, then the missing
+      replicas to the campuses with the largest fractional parts and room left),
+      fixed, and the rest of the plan (DCI, cables, activity) solved as a MILP: a
+      plan if that has one (status feasible, values set);
+    - else status no_solution: nothing decided, the caller solves the full MILP.
+
+    Measured on scripts/bench.py (docs/bench.md): the full MILP took SCIP 30 s to
+    find any plan for the fastest split at 64 campuses, while the fixed-placement
+    MILP is a network design without the activity combinatorics."""
+    lm = pm.lm
+    started = time.perf_counter()
+    integer = list(lm.integer)
+    objective, sense = lm.objective, lm.maximize
+    lm.integer = [False] * lm.n_vars
+    # the cheapest LP plan: its placement leaves power for the DCI it needs
+    lm.set_objective(pm.e["capex"], maximize=False)
+    nothing = SolveResult("no_solution", None, None, None, None, params.backend, 0.0, "")
+    # the LP on HiGHS's simplex whatever the backend: SCIP's LP stopped on numerical
+    # trouble at 16 campuses and CP-SAT puts continuous columns on a grid
+    lp_backend = "highs" if "highs" in available_backends() else params.backend
+    try:
+        relaxed = solve(lm, replace(params, backend=lp_backend, threads=1))
+    except SolverError:
+        relaxed = nothing          # the LP gave no verdict: the full MILP decides
+    finally:
+        lm.integer = integer
+        lm.set_objective(objective, sense)
+    if relaxed.status == "infeasible" and lp_backend != "cpsat":
+        return replace(relaxed, solve_s=time.perf_counter() - started)
+    if relaxed.values is None or relaxed.status != "optimal":
+        return replace(nothing, solve_s=time.perf_counter() - started)
+    li = pm.li
+    cand = pm.candidates[k]
+    routes = li.instance.routes
+    half = cand.replica_accelerators // 2
+    # each column of split k: (variable, {campus: accelerators one unit takes there})
+    units = [(var, {c: cand.replica_accelerators}) for (c, kk), var in pm.v["x"].items() if kk == k] + \
+            [(var, {routes[i].a: half, routes[i].b: half}) for (i, kk), var in pm.v["n"].items() if kk == k]
+    whole = {var.index: math.floor(relaxed.values[var.index] + 1e-6) for var, _ in units}
+    missing = cand.dp - sum(whole.values())
+    # accelerators each campus may still take: its power less what the LP plan's DCI draws
+    # there (each accelerator with its least-power cables, PUE), and its own cap
+    room = {}
+    for c in li.campuses:
+        per_acc = li.campus_pue(c) * campus_accelerator_power_w(li, c)
+        dci_w = max(0.0, relaxed.value(pm.e["power_at"][c.name]) - relaxed.value(pm.e["used"][c.name]) * per_acc)
+        room[c.name] = min((c.power_budget_mw * MW - dci_w) / per_acc, campus_accelerator_cap(li, c))
+    for var, takes in units:
+        for c, acc in takes.items():
+            room[c] -= acc * whole[var.index]
+    # the missing pipelines: the columns the LP used most fractionally first (then column
+    # order), one unit where every campus it touches has room; repeated until none fits
+    order = sorted(units, key=lambda u: (-(relaxed.values[u[0].index] - whole[u[0].index]), u[0].index))
+    progress = True
+    while missing > 0 and progress:
+        progress = False
+        for var, takes in order:
+            if missing == 0:
+                break
+            if whole[var.index] + 1 <= lm.ub[var.index] and all(room[c] + 1e-6 >= acc for c, acc in takes.items()):
+                whole[var.index] += 1
+                for c, acc in takes.items():
+                    room[c] -= acc
+                missing -= 1
+                progress = True
+    if missing != 0:
+        return replace(nothing, solve_s=time.perf_counter() - started)
+    saved = {i: (lm.lb[i], lm.ub[i]) for i in whole}
+    try:
+        for i, v in whole.items():
+            lm.lb[i] = lm.ub[i] = float(v)
+        left = None if params.time_limit_s is None else params.time_limit_s - (time.perf_counter() - started)
+        if left is not None and left <= 0.01:
+            return replace(nothing, solve_s=time.perf_counter() - started)
+        fixed = solve(lm, replace(params, time_limit_s=left))
+    finally:
+        for i, (lo, hi) in saved.items():
+            lm.lb[i], lm.ub[i] = lo, hi
+    out = fixed if fixed.values is not None else nothing
+    return replace(out, status="feasible" if fixed.values is not None else "no_solution",
+                   solve_s=time.perf_counter() - started)
 
 
 def _unit(objective: str) -> str:

@@ -38,12 +38,12 @@ def large_instance(tmp_path_factory):
     return path
 
 
-# 32 campuses: stage 1 alone takes HiGHS more than 3 s on 2 cores (24 campuses: ~3 s,
-# 16: ~2 s, each then a genuine proof); CBC, SCIP and CP-SAT have no plan after 3 s.
-# At 0.5 s an "optimal" would be a lie.
+# 32 campuses: the LP relaxation of the first split's quick verdict alone takes HiGHS
+# ~0.2 s on 2 cores (since the quick verdict, stage 1 is proven in ~0.5 s on this
+# instance: 0.5 s was a genuine proof for HiGHS). At 0.05 s an "optimal" would be a lie.
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tiny_time_limit_on_a_large_instance_is_never_optimal(backend, large_instance, run_cli, tmp_path):
-    campuses, limit = 32, 0.5
+    campuses, limit = 32, 0.05
     out = tmp_path / "out"
     code, text, err = run_cli(["solve", large_instance, "--solver", backend, "--time-limit", limit, "--out", out])
     assert "Traceback" not in err
@@ -167,8 +167,8 @@ def test_a_feasible_stop_is_reported_as_such_end_to_end(monkeypatch, run_cli, tm
     time-limited stop (incumbent, bound 10 % above); CLI, report and plan follow it."""
     real = lp.solve
 
-    def stopped(model, params):
-        res = real(model, params)
+    def stopped(model, params, hint=None):
+        res = real(model, params, hint)
         if res.status == "optimal":
             bound = res.objective * 1.1 if model.maximize else res.objective * 0.9
             return SolveResult("feasible", res.values, res.objective, bound, rel_gap(res.objective, bound),
@@ -196,10 +196,11 @@ def test_an_unfinished_tie_break_is_said_in_the_first_line(monkeypatch, run_cli)
     real = lp.solve
     calls = []
 
-    def second_stops(model, params):
-        res = real(model, params)
+    def second_stops(model, params, hint=None):
+        res = real(model, params, hint)
+        tie_break = any(name == "tie_break_keep_throughput" for name, *_ in model.rows)
         calls.append(res.status)
-        if len(calls) == 2 and res.status == "optimal":
+        if tie_break and res.status == "optimal":
             bound = res.objective * 0.98                      # min capex: bound below
             return SolveResult("feasible", res.values, res.objective, bound, rel_gap(res.objective, bound),
                                res.backend, res.solve_s, "Time limit reached")
@@ -215,15 +216,15 @@ def test_an_unfinished_tie_break_is_said_in_the_first_line(monkeypatch, run_cli)
     calls.clear()
     code, out, _ = run_cli(["solve", TINY_INSTANCE])
     first = out.splitlines()[0]
-    assert first == ("OPTIMAL plan for tiny (proven within gap 1e-06); among plans with this optimum, "
+    assert first == ("OPTIMAL plan for tiny (proven within gap 1e-04); among plans with this optimum, "
                             "this one is within 2.00% of the cheapest (tie-break incomplete)")
 
 
 def test_a_stop_without_time_limit_names_the_solver_message(monkeypatch, run_cli):
     real = lp.solve
 
-    def early(model, params):
-        res = real(model, params)
+    def early(model, params, hint=None):
+        res = real(model, params, hint)
         return SolveResult("feasible", res.values, res.objective, res.objective * 1.5, 0.5, res.backend,
                            res.solve_s, "Iteration limit reached")
 
@@ -251,12 +252,15 @@ def test_split_order_with_an_undecided_faster_split(monkeypatch, run_cli, retry_
     Decided with a plan: OPTIMAL at its rate."""
     real = lp.solve
     calls = []
+    # the quick verdict (LP relaxation, rounded placement) has its own test below; here
+    # every try is the full MILP's
+    monkeypatch.setattr("optimizer.solving._quick_verdict", _no_quick_verdict)
 
-    def undecided(model, params):
+    def undecided(model, params, hint=None):
         calls.append(params.time_limit_s)
         if len(calls) == 1 or (len(calls) == 3 and not retry_decides):
             return SolveResult("no_solution", None, None, None, None, params.backend, 0.2, "Time limit reached")
-        return real(model, params)
+        return real(model, params, hint)
 
     monkeypatch.setattr("optimizer.solving.solve", undecided)
     code, out, err = run_cli(["solve", TINY_INSTANCE, "--time-limit", "30", "--format", "json"])
@@ -278,8 +282,42 @@ def test_split_order_with_an_undecided_faster_split(monkeypatch, run_cli, retry_
     assert plan["termination"]["reason"] == "time_limit"
 
 
+def _no_quick_verdict(pm, k, params):
+    return SolveResult("no_solution", None, None, None, None, params.backend, 0.0, "")
+
+
+def test_quick_verdict_proves_a_split_infeasible_by_its_lp_or_finds_a_plan():
+    """_quick_verdict on the tiny instance: a split whose LP relaxation is infeasible
+    (campus power cut below one replica everywhere) is reported infeasible; with the
+    power as shipped the rounded LP placement gives a plan for the fastest split that
+    the independent verifier accepts, with whole replicas summing to its DP degree."""
+    from optimizer.instance import load_instance
+    from optimizer.planner import build_model, select_candidates
+    from optimizer.solving import _quick_verdict
+
+    li = load_instance(TINY_INSTANCE)
+    cands, _ = select_candidates(li)
+    pm = build_model(li, cands)
+    for j, z in enumerate(pm.v["z"]):
+        pm.lm.lb[z.index] = pm.lm.ub[z.index] = 1.0 if j == 0 else 0.0
+    res = _quick_verdict(pm, 0, SolveParameters())
+    assert res.status == "feasible" and res.values is not None
+    replicas = sum(round(res.values[v.index]) for (c, k), v in pm.v["x"].items() if k == 0) + \
+        sum(round(res.values[v.index]) for (i, k), v in pm.v["n"].items() if k == 0)
+    assert replicas == cands[0].dp
+    # starved of power: no campus can feed even one accelerator
+    regions = [r.model_copy(update={"campuses": [c.model_copy(update={"power_budget_mw": 1e-6})
+                                                 for c in r.campuses]}) for r in li.instance.regions]
+    from optimizer.instance import LoadedInstance
+    starved = LoadedInstance(li.instance.model_copy(update={"regions": regions}), li.catalog, li.path, li.raw)
+    pm2 = build_model(starved, cands)
+    for j, z in enumerate(pm2.v["z"]):
+        pm2.lm.lb[z.index] = pm2.lm.ub[z.index] = 1.0 if j == 0 else 0.0
+    assert _quick_verdict(pm2, 0, SolveParameters()).status == "infeasible"
+
+
 def test_split_order_without_time_limit_passes_a_solver_failure_on(monkeypatch, run_cli):
-    def failing(model, params):
+    def failing(model, params, hint=None):
         return SolveResult("no_solution", None, None, None, None, params.backend, 0.1, "Solve error")
 
     monkeypatch.setattr("optimizer.solving.solve", failing)
@@ -311,12 +349,22 @@ def test_unlit_fiber_pairs_of_an_incumbent_are_in_the_plan():
     from optimizer.planner import build_model, select_candidates
     from optimizer.verify import verify_plan
 
-    li = load_instance(TINY_INSTANCE)
+    from conftest import INSTANCE_DIR
+    # an instance whose optimum leaves some module option of a route unused (the tiny
+    # one lights every option the MILP keeps for its route)
+    from optimizer.instance import LoadedInstance
+    li = load_instance(INSTANCE_DIR / "trn2-ultra64-region.yaml")
+    # without its capex budget, so that one more lit pair stays within budget
+    li = LoadedInstance(li.instance.model_copy(update={"budgets": li.instance.budgets.model_copy(
+        update={"capex_usd": None})}), li.catalog, li.path, li.raw)
     pm = build_model(li, select_candidates(li)[0])
     res = lp.solve(pm.lm, SolveParameters())
     values = list(res.values)
+    lit = {i: sum(round(values[pv.index]) for (j, _), pv in pm.v["pairs"].items() if j == i)
+           for i in range(len(li.instance.routes))}
     dark = next((i, o) for (i, o), pv in pm.v["pairs"].items()
-                if round(values[pm.v["wavelengths"][i, o].index]) == 0 and round(values[pv.index]) == 0)
+                if round(values[pm.v["wavelengths"][i, o].index]) == 0 and round(values[pv.index]) == 0
+                and lit[i] < li.instance.routes[i].fiber_pairs_available)
     values[pm.v["pairs"][dark].index] = 1.0
     plan = extract_plan(pm, SolveResult("feasible", values, res.objective, None, None, "highs", 0.0))
     assert verify_plan(plan, li) == []
@@ -353,7 +401,7 @@ def test_crashing_ortools_backend_is_a_clean_error(monkeypatch, run_cli):
     if "scip" not in BACKENDS:
         pytest.skip("scip not installed")
 
-    def crash(model, params):
+    def crash(model, params, hint=None):
         raise RuntimeError("SCIP: memory limit reached in LP solve")
 
     monkeypatch.setattr(lp, "_solve_ortools", crash)
@@ -364,7 +412,7 @@ def test_crashing_ortools_backend_is_a_clean_error(monkeypatch, run_cli):
 
 def test_no_plan_and_no_proof_without_a_time_limit_is_a_solver_error(monkeypatch, run_cli):
     """HiGHS returning kSolveError (numerical trouble) is not 'no plan within the time limit'."""
-    def trouble(model, params):
+    def trouble(model, params, hint=None):
         return SolveResult("no_solution", None, None, None, None, "highs", 0.1, "Solve error")
 
     monkeypatch.setattr(lp, "_solve_pulp", trouble)
