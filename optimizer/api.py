@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .instance import LoadedInstance, load_instance
-from .lp import DEFAULT_BACKEND, SolveParameters
+from .lp import DEFAULT_BACKEND, DEFAULT_GAP, SolveParameters
 
 
 def _as_loaded(instance) -> LoadedInstance:
     return instance if isinstance(instance, LoadedInstance) else load_instance(Path(instance))
 
 
-def solve(instance, *, backend: str = DEFAULT_BACKEND, time_limit_s: Optional[float] = None, gap: float = 1e-6,
+def solve(instance, *, backend: str = DEFAULT_BACKEND, time_limit_s: Optional[float] = None, gap: float = DEFAULT_GAP,
           threads: int = 1, seed: int = 0, objective: Optional[str] = None,
           extra_rows: Optional[Callable] = None, search: str = "split-order") -> dict:
     """Solve an instance (path or LoadedInstance); returns the plan dict (see `dcopt schema --plan`).
@@ -38,10 +38,15 @@ def solve(instance, *, backend: str = DEFAULT_BACKEND, time_limit_s: Optional[fl
 
 def evaluate(instance, tp: int, pp: int, dp: int, micro_batch: int = 1, interleave: int = 1,
              recompute: str = "selective") -> dict:
-    """Memory, step-time terms, MFU and tokens/s of one split on the instance's workload."""
+    """Memory, step-time terms, MFU and tokens/s of one split on the instance's workload, as
+    `dcopt evaluate`: "feasible" is False, with the reasons, when a memory term does not fit
+    or t·p·d exceeds the accelerators the instance has or its power budgets feed."""
     from . import performance as perf
-    w = perf.workload_from_instance(_as_loaded(instance))
-    return perf.evaluate_split(w, tp, pp, dp, micro_batch=micro_batch, interleave=interleave, recompute=recompute)
+    from .evaluate_cli import build_report
+    li = _as_loaded(instance)
+    w = perf.workload_from_instance(li)
+    ev = perf.evaluate_split(w, tp, pp, dp, micro_batch=micro_batch, interleave=interleave, recompute=recompute)
+    return build_report(li, w, ev)["evaluation"]
 
 
 def sweep(spec_path, out_dir, workers: int = 2, dask_scheduler=None, *, progress: str = "off",
@@ -59,7 +64,7 @@ def sweep(spec_path, out_dir, workers: int = 2, dask_scheduler=None, *, progress
 
 
 def pareto(instance, points: int = 8, *, backend: str = DEFAULT_BACKEND, time_limit_s: Optional[float] = None,
-           gap: float = 1e-6, workers: int = 1) -> list[dict]:
+           gap: float = DEFAULT_GAP, workers: int = 1) -> list[dict]:
     """Capex-throughput Pareto front (epsilon-constraint): the non-dominated
     plans sorted by capex, one dict each (capex_usd, throughput_tokens_per_s,
     tokens_per_s, mfu, tp/pp/dp, module_mix, ...). Empty if the instance is infeasible."""

@@ -240,9 +240,9 @@ def build_report(li, w: perf.Workload, ev: dict, placement: dict | None = None) 
         "loss_shares": {"intra_region": intra, "inter_region": inter if len(li.instance.regions) > 1 else None},
         "cross_site": {
             "dp_phases": phases,
-            # as the planner sizes a split pipeline's stream (Candidate.pp_gbps_per_split_pipeline)
-            "pp_gbps_per_split_pipeline": perf.dci_required_gbps(pp_pipe, T) if pp_pipe else 0.0,
-            "pp_gbps_per_split_pipeline_each_way": perf.dci_required_gbps(pp_pipe / 2, T) if pp_pipe else 0.0,
+            # each way, as the planner sizes a split pipeline's stream
+            # (Candidate.pp_gbps_per_split_pipeline): half the boundary's bytes per direction
+            "pp_gbps_per_split_pipeline": perf.dci_required_gbps(pp_pipe / 2, T) if pp_pipe else 0.0,
             "latency_us_per_km": li.instance.network.latency_us_per_km,
         },
         "assumptions": {"sequence_parallel": w.sequence_parallel, "distributed_optimizer": w.distributed_optimizer,
@@ -349,9 +349,9 @@ def render_text(r: dict) -> str:
     if r["loss_shares"]["inter_region"] is None:
         add("  inter-region: none (one region)")
     if ev["pp"] > 1:
-        add(f"  PP boundary across a DCI link: {_fmt_gbps(cs['pp_gbps_per_split_pipeline'])} per split pipeline "
-            f"(both directions over T, as the planner sizes it; {_fmt_gbps(cs['pp_gbps_per_split_pipeline_each_way'])}"
-            f" each way), plus 2 x {cs['latency_us_per_km']:g} us/km latency on fill and drain")
+        add(f"  PP boundary across a DCI link: {_fmt_gbps(cs['pp_gbps_per_split_pipeline'])} each way per split "
+            f"pipeline (activations one way, gradients the other, over T), plus 2 x {cs['latency_us_per_km']:g} "
+            "us/km latency on fill and drain")
     if "placement" in r:
         out.extend(_render_placement(r["placement"], ev))
     return "\n".join(out) + "\n"

@@ -440,7 +440,8 @@ def placement_traffic(params: float, bytes_per_element: int, step_time_single_s:
     one across the j active regions: every pair of active sites of a phase exchanges 2·N·β/j bytes
     each way per step (dp_pair_bytes_per_step), sized to take share·T (dp_pair_gbps). Each split
     pipeline puts pp_bytes_per_pipeline (both directions) on its pair's link, streamed over the
-    step: pp_bytes·8/T, as the planner sizes it (Candidate.pp_gbps_per_split_pipeline).
+    step: half of it each way, (pp_bytes/2)·8/T per direction of the full-duplex link, as the
+    planner sizes it (Candidate.pp_gbps_per_split_pipeline).
 
     Linear for the MILP: DP bytes depend on the placement only through the counts j of active sites
     (one-hot in the MILP), PP bytes are the split-pipeline counts times a constant.
@@ -473,7 +474,7 @@ def placement_traffic(params: float, bytes_per_element: int, step_time_single_s:
     if len(active_regions) > 1:
         phases.append(phase("inter_region", "regions", active_regions, inter_share))
     pp_links = []
-    pp_gbps_one = dci_required_gbps(pp_bytes_per_pipeline, T)
+    pp_gbps_one = dci_required_gbps(pp_bytes_per_pipeline / 2, T)      # each way
     for (a, b), count in split_pipelines.items():
         scope = split_scope.get((a, b), "intra_region" if region_of[a] == region_of[b] else "inter_region")
         link = {"a": a, "b": b, "link_class": scope, "pipelines": count,

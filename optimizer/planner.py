@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -150,7 +151,9 @@ def select_candidates(li: LoadedInstance, table=None) -> tuple[list[Candidate], 
             recompute=str(row["recompute"]), accelerators=int(row["accelerators"]),
             replica_accelerators=int(row["replica_accelerators"]), step_time_s=float(row["step_time_s"]),
             tokens_per_s=float(row["tokens_per_s"]), mfu=float(row["mfu"]),
-            pp_gbps_per_split_pipeline=perf.dci_required_gbps(pp_bytes, float(row["step_time_s"]))))
+            # forward activations one way, backward gradients the other: each direction of
+            # the full-duplex DCI carries half the boundary's bytes
+            pp_gbps_per_split_pipeline=perf.dci_required_gbps(pp_bytes / 2, float(row["step_time_s"]))))
     return cands, n_all
 
 
@@ -521,7 +524,14 @@ def build_model(li: LoadedInstance, candidates: list[Candidate] | None = None,
                     lm.add(nv <= max_links * ub, f"cable_type_link[{c.name},{cls.name},{t}]")
             if choose:
                 lm.add(lsum(choose) <= 1, f"one_cable_type[{c.name},{cls.name}]")
-            lm.add(total >= cls.links_per_accelerator * used[c.name], f"cable_count[{c.name},{cls.name}]")
+            need = cls.links_per_accelerator * used[c.name]
+            lm.add(total >= need, f"cable_count[{c.name},{cls.name}]")
+            # and no more than the whole number just above the need: a $0, 0 W type (PCB
+            # traces) is otherwise free at any count and the BOM listed 19,200 at a campus
+            # without chips. links/accelerator = p/q leaves a need whose fraction is a
+            # multiple of 1/q, so ceil(need) <= need + (q-1)/q.
+            q = Fraction(cls.links_per_accelerator).limit_denominator(10**6).denominator
+            lm.add(total <= need + (q - 1) / q, f"cable_count_max[{c.name},{cls.name}]")
     V["cables"] = cable_n
 
     # ---- power per campus

@@ -60,7 +60,7 @@ from . import __version__
 from .errors import InputError, Problem, did_you_mean
 from .instance import (Instance, LoadedInstance, _describe_pydantic_error, _fields_at, _pydantic_problems,
                        _resolve_catalog, cross_check, format_path, load_instance)
-from .lp import BACKENDS, DEFAULT_BACKEND, SolveParameters
+from .lp import BACKENDS, DEFAULT_BACKEND, DEFAULT_GAP, SolveParameters
 from .strict import StrictModel
 from .yamlio import LineMap, load_yaml
 
@@ -111,7 +111,7 @@ class ZipSpec(StrictModel):
 class SolverSpec(StrictModel):
     backend: Literal[BACKENDS] = DEFAULT_BACKEND  # type: ignore[valid-type]
     time_limit_s: Optional[PositiveFloat] = Field(None, description="per scenario")
-    gap: float = Field(1e-6, ge=0, le=1)
+    gap: float = Field(DEFAULT_GAP, ge=0, le=1)
     threads: PositiveInt = 1
     seed: int = 0
 

@@ -5,7 +5,7 @@ import contextlib
 import json
 import sys
 
-from .lp import BACKENDS, DEFAULT_BACKEND
+from .lp import BACKENDS, DEFAULT_BACKEND, DEFAULT_GAP
 
 # what `compare` shows unless --columns says otherwise (csv always has every column)
 _HIDDEN_BY_DEFAULT = {"slug", "capex_dci_usd", "capex_cables_usd", "cable_mix", "gap", "solve_s",
@@ -48,7 +48,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="directory for pareto.csv, pareto_points.csv and pareto.png")
     p.add_argument("--solver", choices=BACKENDS, default=DEFAULT_BACKEND)
     p.add_argument("--time-limit", type=float, help="seconds per solve")
-    p.add_argument("--gap", type=float, default=1e-6)
+    p.add_argument("--gap", type=float, default=DEFAULT_GAP)
     p.add_argument("--workers", type=int, default=1, help="solve the capex caps in this many processes")
     p.add_argument("--format", choices=["text", "csv", "json"], default="text")
     p.set_defaults(func=run_pareto_cmd)

@@ -191,7 +191,9 @@ def verify_plan(plan: dict, li) -> list[str]:
                 exposed_inter = max(exposed_inter, 2 * params * beta / n_reg * 8 / (got * 1e9))
     pp_load = defaultdict(float)
     for sp in plan["split_pipelines"]:
-        rate = perf.dci_required_gbps(perf.pp_bytes_per_pipeline_boundary(dims, dp, beta), t_single)
+        # each direction of the link carries half the boundary's bytes (activations one
+        # way, gradients the other)
+        rate = perf.dci_required_gbps(perf.pp_bytes_per_pipeline_boundary(dims, dp, beta) / 2, t_single)
         pp_load[frozenset((sp["a"], sp["b"]))] += rate * sp["pipelines"]
     for key in set(dp_load) | set(pp_load) | set(target_load):
         c_ = cap.get(key, 0.0)

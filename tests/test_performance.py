@@ -466,9 +466,10 @@ def test_evaluate_dci_figures_are_the_planners(run_cli):
     assert iowa["link_class"] == "intra_region" and iowa["share"] == 0.05
     assert iowa["by_active_sites"]["4"]["gbps_per_pair"] == pytest.approx(k_intra / 4 * 3600 / T)
     assert iowa["by_active_sites"]["4"]["gbps_per_site"] == pytest.approx(3 * k_intra / 4 * 3600 / T)
-    # a split pipeline's stream as the planner sizes it: 2 (B/d) s h beta over T
+    # a split pipeline's stream as the planner sizes it: 2 (B/d) s h beta per step, half of it
+    # each way (activations forward, gradients back) over T
     pp_bytes = 2 * 8192 / 128 * 4096 * 73728 * 2
-    assert rep["cross_site"]["pp_gbps_per_split_pipeline"] == pytest.approx(pp_bytes * 8 / T / 1e9)
+    assert rep["cross_site"]["pp_gbps_per_split_pipeline"] == pytest.approx(pp_bytes / 2 * 8 / T / 1e9)
     print(f"\nTP72 PP27 DP128: inter-region {by_hand / 1e3:,.1f} Tb/s per region pair (T = {T:.3f} s)")
     code, text, err = run_cli(["evaluate", DEFAULT_INSTANCE, "--tp", "72", "--pp", "27", "--dp", "128"])
     assert f"inter-region phase (10% bound less the largest intra share): 5.0% of T = {0.05 * T:.3f} s" in text
@@ -520,7 +521,7 @@ def test_evaluate_placement_with_split_pipelines(run_cli):
     pp_bytes = 2 * 8192 / 128 * 4096 * 73728 * 2
     assert (link["a"], link["b"], link["link_class"], link["pipelines"]) == ("omaha", "papillion", "intra_region", 20)
     assert link["bytes_per_step"] == pytest.approx(20 * pp_bytes)
-    assert link["gbps"] == pytest.approx(20 * pp_bytes * 8 / T / 1e9)
+    assert link["gbps"] == pytest.approx(20 * pp_bytes / 2 * 8 / T / 1e9)      # each way
     assert pl["pp_fill_drain_latency_s"]["omaha+papillion"] == pytest.approx(2 * 20 * 4.9e-6)
     assert pl["traffic"]["active_campuses"]["iowa-nebraska"] == ["council-bluffs", "omaha", "papillion"]
 

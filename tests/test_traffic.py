@@ -251,11 +251,12 @@ def test_placement_traffic_two_regions_and_split_pipelines_by_hand():
         ("intra_region", "r1"), ("campus", "r2"), ("inter_region", "regions")]
     assert all(p["gbps_per_pair"] == pytest.approx(16_000) for p in tr["dp_phases"])
     (pp,) = tr["pp_links"]
-    assert pp["bytes_per_step"] == 15e9 and pp["gbps"] == pytest.approx(3 * 5e9 * 8 / 20 / 1e9) == 6.0
+    # 15 GB per step over both directions: 7.5 GB each way over 20 s
+    assert pp["bytes_per_step"] == 15e9 and pp["gbps"] == pytest.approx(3 * 5e9 / 2 * 8 / 20 / 1e9) == 3.0
     c = tr["link_classes"]
     assert {k: (v["pairs"], v["split_pipelines"]) for k, v in c.items()} == {
         "campus": (1, 0), "intra_region": (1, 3), "inter_region": (1, 0)}
-    assert c["intra_region"]["pp_gbps"] == pytest.approx(6.0) and c["campus"]["pp_gbps"] == 0.0
+    assert c["intra_region"]["pp_gbps"] == pytest.approx(3.0) and c["campus"]["pp_gbps"] == 0.0
     # the inter-region phase of 2 regions moves what a 2-campus phase moves
     assert c["inter_region"]["dp_bytes_per_step"] == c["campus"]["dp_bytes_per_step"] == 2e12
 
