@@ -316,6 +316,13 @@ def load_instance(path: str | Path, text: str | None = None) -> LoadedInstance:
     data, lines = load_yaml(path, text)
     if not isinstance(data, dict):
         raise InputError([Problem(fname, "", f"top level must be a mapping of fields (got {type(data).__name__})", 1)])
+    return validate_instance_data(data, fname, lines)
+
+
+def validate_instance_data(data: dict, fname: str, lines: LineMap | None = None) -> LoadedInstance:
+    """The checks of load_instance() on a mapping already in memory (a sweep's scenario:
+    no YAML round trip); without a LineMap the messages carry no line. Raises InputError."""
+    lines = lines if lines is not None else LineMap(None)
     try:
         inst = Instance.model_validate(data)
     except ValidationError as exc:

@@ -22,6 +22,13 @@ def _r(x: float) -> int:
     return int(round(x))
 
 
+# flows are written to 1 Mb/s (Gb/s to 3 decimals); the verifier allows each flow its
+# half-unit of rounding (at 64 campuses four flows rounded up put 640.001 Gb/s on an
+# 800G link capped at 0.8, which the solver had filled to 640.000)
+FLOW_DECIMALS = 3
+FLOW_ROUNDING_GBPS = 0.5 * 10 ** -FLOW_DECIMALS
+
+
 def extract_plan(pm: PlanningModel, res: SolveResult) -> dict:
     li, cat, inst = pm.li, pm.li.catalog, pm.li.instance
     V, E, F = pm.v, pm.e, pm.facts
@@ -51,7 +58,6 @@ def extract_plan(pm: PlanningModel, res: SolveResult) -> dict:
 
     # DCI links
     dci_links = []
-    g = net.fiber_graph(li)
     for i, r in enumerate(routes):
         rows = []
         for o, opt in enumerate(E["options"][i]):
@@ -101,7 +107,7 @@ def extract_plan(pm: PlanningModel, res: SolveResult) -> dict:
         path = E["paths"][("intra" if kind == "intra" else "inter", a, b)][p]
         flows.append({"kind": {"intra": "dp_intra_region", "inter": "dp_inter_region",
                                "target": "inter_region_target"}[kind],
-                      "between": [a, b], "path": list(path), "gbps": round(gbps, 3)})
+                      "between": [a, b], "path": list(path), "gbps": round(gbps, FLOW_DECIMALS)})
 
     cables = []
     for (cn, cls, t), var in sorted(V["cables"].items()):
@@ -436,7 +442,8 @@ def plan_json_schema() -> dict:
                                          "value": nnum, "bound": nnum, "gap": nnum}},
             "parallelism": {"type": "object", "required": ["tp", "pp", "dp", "micro_batch", "accelerators"],
                             "properties": {k: {"type": "integer", "minimum": 1}
-                                           for k in ("tp", "pp", "dp", "micro_batch", "accelerators")}},
+                                           for k in ("tp", "pp", "dp", "micro_batch", "accelerators")}
+                                        | {"candidates_considered": integer, "candidate_set": s}},
             "placement": {"type": "array", "items": placement},
             "performance": {"type": "object",
                             "required": ["step_time_s", "tokens_per_s", "mfu", "efficiency_loss", "step_time_terms_s",
@@ -444,6 +451,9 @@ def plan_json_schema() -> dict:
                             "properties": {**{k: num for k in ("step_time_s", "tokens_per_s", "mfu", "efficiency_loss")},
                                            "step_time_terms_s": step_terms, "efficiency_loss_by_scope": loss_by_scope,
                                            "faster_candidate_splits": integer,
+                                           # max-throughput: faster splits that were no candidates
+                                           # (more accelerators than power feeds, or no packing)
+                                           "faster_splits_without_room": integer,
                                            "fastest_candidate_tokens_per_s": num}},
             "dci_links": {"type": "array", "items": link},
             "cables": {"type": "array", "items": cable},

@@ -87,7 +87,8 @@ def render(plan: dict, md: bool = False) -> str:
     out.append(h("Parallelism split"))
     out.append(f"TP {P['tp']} x PP {P['pp']} x DP {P['dp']} = {P['accelerators']:,} accelerators; micro-batch "
                f"{P['micro_batch']}, {P['micro_batches_per_pipeline']} micro-batches per pipeline, interleave "
-               f"{P['interleave']}, recompute {P['recompute']} (chosen among {P['candidates_considered']} Pareto splits)")
+               f"{P['interleave']}, recompute {P['recompute']} (chosen among {P['candidates_considered']:,} "
+               f"{P.get('candidate_set', 'Pareto-front splits')})")
     ex = perf["exposed_s"]
     out.append(f"step time {_dur(perf['step_time_s'])} = single-site {_dur(perf['step_time_single_site_s'])} + "
                f"intra-region sync {_dur(ex['intra_region'])} + inter-region sync {_dur(ex['inter_region'])} + "
@@ -168,7 +169,20 @@ def _dur(x: float) -> str:
 
 def _why_split(plan: dict) -> str:
     """One line on why this split: how many candidate splits would have been faster
-    at single-site speed, and what the objective and the solver's status say about them."""
+    at single-site speed, and what the objective and the solver's status say about them;
+    plus the faster splits that were no candidates for want of room on the campuses."""
+    line = _why_candidates(plan)
+    m = plan["performance"].get("faster_splits_without_room", 0)
+    if m:
+        fastest = plan["performance"].get("fastest_candidate_tokens_per_s")
+        line += (f"; {m:,} faster split{'s' if m > 1 else ''}"
+                 + (f" (up to {fastest:,.0f} tokens/s single-site)" if fastest else "")
+                 + f" {'need' if m > 1 else 'needs'} more accelerators than the campuses' power budgets feed "
+                 "or do not pack onto them in whole replicas")
+    return line
+
+
+def _why_candidates(plan: dict) -> str:
     perf, P = plan["performance"], plan["parallelism"]
     n, total = perf["faster_candidate_splits"], P["candidates_considered"]
     proven = plan["status"] == "optimal"
@@ -177,18 +191,18 @@ def _why_split(plan: dict) -> str:
     if min_cost:
         lead = "the cheapest plan meeting the job's target" if proven else "the cheapest plan found when the solver stopped"
     if n == 0:
-        return f"why this split: {lead + ', and ' if lead else ''}the fastest of the {total} candidate splits " \
+        return f"why this split: {lead + ', and ' if lead else ''}the fastest of the {total:,} candidate splits " \
                "(none faster to rule out)"
-    fastest = perf.get("fastest_candidate_tokens_per_s")
-    them = (f"the {n} faster one{'s' if n > 1 else ''}"
+    fastest = None if perf.get("faster_splits_without_room") else perf.get("fastest_candidate_tokens_per_s")
+    them = (f"the {n:,} faster one{'s' if n > 1 else ''}"
             + (f" (up to {fastest:,.0f} tokens/s single-site)" if fastest else ""))
     if not proven:
-        return (f"why this split: {lead or 'the best plan found when the solver stopped'}; of the {total} candidate "
+        return (f"why this split: {lead or 'the best plan found when the solver stopped'}; of the {total:,} candidate "
                 f"splits, {them} {'were not all' if n > 1 else 'was not'} ruled out (see the objective bound)")
     if min_cost:
-        return (f"why this split: {lead}; of the {total} candidate splits, {them} "
+        return (f"why this split: {lead}; of the {total:,} candidate splits, {them} "
                 f"{'cost more or have' if n > 1 else 'costs more or has'} no feasible plan")
-    return (f"why this split: the fastest of the {total} candidate splits with a feasible plan; "
+    return (f"why this split: the fastest of the {total:,} candidate splits with a feasible plan; "
             f"{them} {'have' if n > 1 else 'has'} none within the budgets, power, fiber and targets")
 
 

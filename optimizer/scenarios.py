@@ -58,8 +58,8 @@ from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, model_v
 
 from . import __version__
 from .errors import InputError, Problem, did_you_mean
-from .instance import (Instance, LoadedInstance, _describe_pydantic_error, _fields_at, _pydantic_problems,
-                       _resolve_catalog, cross_check, format_path, load_instance)
+from .instance import (Instance, LoadedInstance, _describe_pydantic_error, _fields_at, format_path, load_instance,
+                       validate_instance_data)
 from .lp import BACKENDS, DEFAULT_BACKEND, DEFAULT_GAP, SolveParameters
 from .strict import StrictModel
 from .yamlio import LineMap, load_yaml
@@ -627,16 +627,7 @@ def instance_from_data(name: str, data: dict) -> LoadedInstance:
     tests/test_sweep.py checks that it agrees with load_instance() on valid
     and invalid scenarios.
     """
-    no_lines = LineMap(None)
-    try:
-        inst = Instance.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(_pydantic_problems(exc, name, no_lines, model_fields=True))
-    catalog = _resolve_catalog(inst, name, no_lines)
-    problems = cross_check(inst, catalog, name, no_lines)
-    if problems:
-        raise InputError(problems)
-    return LoadedInstance(inst, catalog, name, data)
+    return validate_instance_data(data, name)
 
 
 # ---------------------------------------------------------------- solving one scenario

@@ -38,7 +38,7 @@ from .instance import LoadedInstance
 from .lp import SolveParameters, SolveResult, available_backends, lsum, rel_gap, solve
 from .plan import bom_csv, extract_plan
 from .planner import (GBPS_PER_PBPS, MW, build_model, campus_accelerator_cap, campus_accelerator_power_w,
-                      select_candidates)
+                      ranked_splits, select_candidates)
 from .verify import verify_plan
 
 RESOURCE_KINDS = ("power", "capex", "fiber_pairs")
@@ -63,23 +63,138 @@ def solve_instance(li: LoadedInstance, params: SolveParameters = SolveParameters
     if objective != li.instance.objective:
         li = LoadedInstance(li.instance.model_copy(update={"objective": objective}), li.catalog, li.path, li.raw)
     t0 = time.perf_counter()
+    if objective == "max-throughput" and params.search == "split-order":
+        ranked = ranked_splits(li)
+        return _solve_ranked(li, ranked, params, extra_rows, time.perf_counter() - t0)
     candidates, n_splits = select_candidates(li)
     cand_s = time.perf_counter() - t0
     return _solve_with(li, candidates, n_splits, params, extra_rows, cand_s, fallback=True)
 
 
-def _solve_with(li, candidates, n_splits, params, extra_rows, cand_s, fallback) -> dict:
+BATCH_SPLITS = 8     # splits per model of the max-throughput search (ties with the last added)
+
+
+class _BatchInfeasible(Exception):
+    """No split of a batch has a plan (proven): the search goes on with the next."""
+
+    def __init__(self, build_s: float, solve_s: float):
+        super().__init__("batch infeasible")
+        self.build_s, self.solve_s = build_s, solve_s
+
+
+def _solve_ranked(li, ranked, params, extra_rows, cand_s) -> dict:
+    """Max-throughput over every split that may have a plan (planner.ranked_splits), exactly.
+
+    The splits are taken fastest first, BATCH_SPLITS at a time (with every split tied
+    with the batch's slowest): one model per batch, searched in split order
+    (_solve_in_split_order). The first batch with a plan holds the optimum, since
+    every faster split sits in an earlier batch, proven to have none; its model
+    also holds every split tied at the optimum for the tie-break. Under a time
+    limit each batch gets what is left; a batch stopped undecided reports the
+    fastest split it left open as the bound."""
+    n = len(ranked.rows)
+    if n == 0:
+        return explain_infeasible(li, params, cand_s, 0.0, ranked.n_enumerated, extra_rows=extra_rows)
+    build_s, solve_s, pos, size = cand_s, 0.0, 0, BATCH_SPLITS
+    while pos < n:
+        stop = min(n, pos + size)
+        while stop < n and ranked.tokens_at(stop) >= ranked.tokens_at(stop - 1) * (1 - 1e-12):
+            stop += 1
+        size *= 2          # a search that goes on is ruling splits out: larger batches, fewer models
+        left = None if params.time_limit_s is None else params.time_limit_s - solve_s
+        if left is not None and left <= 0.05:
+            res = SolveResult("no_solution", None, None, ranked.tokens_at(pos), None, params.backend, solve_s,
+                              f"time limit reached after {pos} of {n} splits ruled out fastest first")
+            report = {"status": "no_solution",
+                      "message": f"the solver stopped at its time limit ({params.time_limit_s:g} s) before "
+                                 "finding any plan; feasibility is unknown: raise --time-limit",
+                      "termination": _termination(res, params),
+                      "objective": {"name": "max-throughput", "unit": _unit("max-throughput"), "value": None,
+                                    "bound": ranked.tokens_at(pos), "gap": None}}
+            return _solver_block(li, report, params, None, build_s, solve_s, ranked.n_enumerated)
+        try:
+            return _solve_with(li, ranked.candidates(pos, stop), ranked.n_enumerated, params, extra_rows,
+                               build_s, fallback=True, ranked=(ranked, pos), prior_solve_s=solve_s,
+                               whole_batch_first=pos > 0)
+        except _BatchInfeasible as done:
+            build_s, solve_s = done.build_s, done.solve_s
+        if pos == 0:
+            # the fastest splits have no plan: is there a network at all? Without the job
+            # (no replica, no DP traffic, no cables) every constraint is looser, so if the
+            # targets, budgets and fiber alone have no plan, no split has one
+            verdict, spent = _network_alone(li, ranked.candidates(0, 1), params, extra_rows, solve_s)
+            solve_s += spent
+            if verdict == "infeasible":
+                break
+        pos = stop
+    return explain_infeasible(li, params, build_s, solve_s, ranked.n_enumerated, extra_rows=extra_rows)
+
+
+def _network_alone(li, one_candidate, params, extra_rows, prior_solve_s) -> tuple[str, float]:
+    """Feasibility of the instance's network without the job: 'infeasible' (a proof
+    that no split has a plan), or 'feasible' / 'unknown'; and the time it took."""
+    pm = build_model(li, one_candidate)
+    if extra_rows:
+        extra_rows(pm)
+    lm = pm.lm
+    for z in pm.v["z"]:
+        lm.ub[z.index] = 0.0
+    lm.rows = [row for row in lm.rows if row[0] != "one_split"]
+    lm.set_objective(lsum([]), maximize=False)
+    run = params if params.time_limit_s is None else replace(params, time_limit_s=params.time_limit_s - prior_solve_s)
+    if run.time_limit_s is not None and run.time_limit_s <= 0.05:
+        return "unknown", 0.0
+    res = solve(lm, run)
+    if res.status == "infeasible":
+        return "infeasible", res.solve_s
+    return ("feasible" if res.values is not None else "unknown"), res.solve_s
+
+
+def _solve_with(li, candidates, n_splits, params, extra_rows, cand_s, fallback, ranked=None,
+                prior_solve_s: float = 0.0, whole_batch_first: bool = False) -> dict:
+    """Build, solve, tie-break, extract and verify. ranked=(RankedSplits, position of the
+    first candidate): a batch of the max-throughput search, which raises _BatchInfeasible
+    rather than explaining an infeasible batch; prior_solve_s is the search's time so far."""
     objective = li.instance.objective
     if not candidates:
         return explain_infeasible(li, params, cand_s, 0.0, n_splits, extra_rows=extra_rows, fallback=fallback)
     pm = build_model(li, candidates)
     if extra_rows:
         extra_rows(pm)
-    if objective == "max-throughput" and params.search == "split-order" and len(candidates) > 1:
-        res = _solve_in_split_order(pm, params)
+    # what this call may spend: the time limit less what the search spent before it
+    # (params itself, with the user's limit, goes into the report)
+    run = params if params.time_limit_s is None else replace(params, time_limit_s=params.time_limit_s - prior_solve_s)
+    found = None
+    if ranked is not None:
+        # one LP over the whole batch (split free) first: infeasible rules out all of it
+        lp_res = _relaxation(pm, run)
+        if lp_res.status == "infeasible":
+            raise _BatchInfeasible(cand_s + pm.build_s, prior_solve_s + lp_res.solve_s)
+        prior_solve_s += lp_res.solve_s
+        run = params if params.time_limit_s is None else replace(params, time_limit_s=params.time_limit_s - prior_solve_s)
+        if whole_batch_first:
+            # past the first batch the search is mostly ruling splits out: one MILP over the
+            # batch (any split, any plan) proves a whole infeasible batch at once
+            verdict = _any_plan(pm, run)
+            prior_solve_s += verdict.solve_s
+            if verdict.status == "infeasible":
+                raise _BatchInfeasible(cand_s + pm.build_s, prior_solve_s)
+            run = params if params.time_limit_s is None else replace(
+                params, time_limit_s=params.time_limit_s - prior_solve_s)
+            found = _first_with_a_plan(pm, run)
+            if found is not None:
+                prior_solve_s += found.solve_s
+                run = params if params.time_limit_s is None else replace(
+                    params, time_limit_s=params.time_limit_s - prior_solve_s)
+    if ranked is not None and whole_batch_first and found is not None and found.values is not None:
+        res = replace(found, solve_s=0.0)          # its time is in prior_solve_s already
+    elif objective == "max-throughput" and params.search == "split-order" and len(candidates) > 1:
+        res = _solve_in_split_order(pm, run)
     else:
-        res = solve(pm.lm, params)
-    solve_s = res.solve_s
+        res = solve(pm.lm, run)
+    if ranked is not None and res.status == "infeasible":
+        raise _BatchInfeasible(cand_s + pm.build_s, prior_solve_s + res.solve_s)
+    solve_s = prior_solve_s + res.solve_s
     build_s = cand_s + pm.build_s
     if res.status == "unbounded":
         raise SolverError(f"backend '{params.backend}' reports the model unbounded: a modelling bug; "
@@ -132,10 +247,12 @@ def _solve_with(li, candidates, n_splits, params, extra_rows, cand_s, fallback) 
             if res2.values is not None:
                 res = replace(res2, objective=primary.objective, bound=primary.bound, gap=primary.gap, status="optimal")
                 tie_status = "optimal" if res2.status == "optimal" else "incomplete"
-                tie_gap = res2.gap if res2.status != "optimal" else 0.0
+                tie_gap = res2.gap          # optimal: the gap proven, within the gap limit
             else:
                 tie_status = "incomplete"
     plan = extract_plan(pm, res)
+    if ranked is not None:
+        _ranked_choice(plan, *ranked)
     plan["objective"]["value"] = primary.objective
     plan["objective"]["bound"] = primary.bound
     plan["objective"]["gap"] = primary.gap
@@ -151,6 +268,22 @@ def _solve_with(li, candidates, n_splits, params, extra_rows, cand_s, fallback) 
     if violations:
         raise PlanRejected("the independent verifier rejected the plan:\n  " + "\n  ".join(violations))
     return plan
+
+
+def _ranked_choice(plan: dict, ranked, first: int) -> None:
+    """The plan's record of the max-throughput search: every split that may have a plan
+    was a candidate, and those faster than the chosen one were ruled out (the earlier
+    batches proven infeasible, and the faster ones of this batch)."""
+    chosen = plan["performance"]["tokens_per_s_single_site"]
+    faster = sum(1 for i in range(len(ranked.rows)) if ranked.tokens_at(i) > chosen * (1 + 1e-12))
+    no_room = [float(t) for t in ranked.dropped_tokens if t > chosen * (1 + 1e-12)]
+    plan["parallelism"]["candidates_considered"] = len(ranked.rows)
+    plan["parallelism"]["candidate_set"] = "memory-feasible splits, fastest first"
+    plan["performance"]["faster_candidate_splits"] = faster
+    # faster splits that were no candidates: more accelerators than the campuses' power
+    # feeds, or replicas that do not pack onto them
+    plan["performance"]["faster_splits_without_room"] = len(no_room)
+    plan["performance"]["fastest_candidate_tokens_per_s"] = max([ranked.tokens_at(0)] + no_room)
 
 
 def _solve_in_split_order(pm, params: SolveParameters) -> SolveResult:
@@ -268,6 +401,89 @@ def _solve_in_split_order(pm, params: SolveParameters) -> SolveResult:
         lm.set_objective(saved_objective, saved_sense)
 
 
+def _first_with_a_plan(pm, params: SolveParameters) -> SolveResult | None:
+    """Bisection for the fastest split of a batch known to hold one with a plan.
+
+    "Does any of the first m splits have a plan" is monotone in m, so log2(batch)
+    MILPs (_any_plan on a prefix, the other splits' z fixed to 0) find the first
+    split with a plan; every faster one is then proven to have none. Returns an
+    `optimal` result at that split's rate with the last plan found, or None if a
+    MILP ended undecided (a time limit): the split-order search takes over."""
+    lm, cands = pm.lm, pm.candidates
+    zs = [z.index for z in pm.v["z"]]
+    saved = [(lm.lb[i], lm.ub[i]) for i in zs]
+    started = time.perf_counter()
+    lo, hi, plan = 0, len(cands) - 1, None
+    try:
+        while lo < hi or plan is None:
+            mid = (lo + hi) // 2 if lo < hi else hi
+            for j, i in enumerate(zs):
+                lm.ub[i] = saved[j][1] if j <= mid else 0.0
+            left = None if params.time_limit_s is None else params.time_limit_s - (time.perf_counter() - started)
+            if left is not None and left <= 0.05:
+                return None
+            res = _any_plan(pm, replace(params, time_limit_s=left))
+            if res.status == "infeasible":
+                if lo == hi:
+                    return None                    # the known plan must be in [lo, hi]: a solver disagreement
+                lo = mid + 1
+            elif res.values is not None:
+                hi, plan = mid, res
+                if lo == hi:
+                    break
+            else:
+                return None
+    finally:
+        for j, i in enumerate(zs):
+            lm.lb[i], lm.ub[i] = saved[j]
+    # the plan of the last feasible prefix runs one of splits lo..mid: lo is the first with
+    # one only if that plan uses it; otherwise a faster split of the prefix also has one
+    k = max(range(len(cands)), key=lambda j: plan.values[zs[j]])
+    if k != lo:
+        return None
+    rate = cands[k].tokens_per_s
+    return SolveResult("optimal", plan.values, rate, rate, 0.0, params.backend, time.perf_counter() - started,
+                       f"fastest split with a plan, by bisection over {len(cands)} splits")
+
+
+def _any_plan(pm, params: SolveParameters) -> SolveResult:
+    """The MILP as its bounds stand with no objective: does any split of the model have a
+    plan? Infeasible is a proof for all of them."""
+    lm = pm.lm
+    objective, sense = lm.objective, lm.maximize
+    lm.set_objective(lsum([]), maximize=False)
+    try:
+        return solve(lm, params)
+    finally:
+        lm.set_objective(objective, sense)
+
+
+def _relaxation(pm, params: SolveParameters) -> SolveResult:
+    """The LP relaxation of the model as its bounds stand, at least cost (its placement
+    leaves power for the DCI it needs). Status infeasible is a proof for the MILP;
+    no_solution (a limit, or a solver error) decides nothing.
+
+    The LP runs on HiGHS's simplex whatever the backend: SCIP's LP stopped on
+    numerical trouble at 16 campuses and CP-SAT puts continuous columns on a grid."""
+    lm = pm.lm
+    started = time.perf_counter()
+    integer = list(lm.integer)
+    objective, sense = lm.objective, lm.maximize
+    lm.integer = [False] * lm.n_vars
+    lm.set_objective(pm.e["capex"], maximize=False)
+    lp_backend = "highs" if "highs" in available_backends() else params.backend
+    try:
+        relaxed = solve(lm, replace(params, backend=lp_backend, threads=1))
+    except SolverError:
+        relaxed = SolveResult("no_solution", None, None, None, None, params.backend, 0.0, "LP failed")
+    finally:
+        lm.integer = integer
+        lm.set_objective(objective, sense)
+    if relaxed.status == "infeasible" and lp_backend == "cpsat":
+        relaxed = replace(relaxed, status="no_solution")       # not trusted as a proof
+    return replace(relaxed, solve_s=time.perf_counter() - started)
+
+
 def _quick_verdict(pm, k: int, params: SolveParameters) -> SolveResult:
     """A fast answer for split k (its z already fixed to 1), before the full MILP:
 
@@ -283,23 +499,9 @@ def _quick_verdict(pm, k: int, params: SolveParameters) -> SolveResult:
     MILP is a network design without the activity combinatorics."""
     lm = pm.lm
     started = time.perf_counter()
-    integer = list(lm.integer)
-    objective, sense = lm.objective, lm.maximize
-    lm.integer = [False] * lm.n_vars
-    # the cheapest LP plan: its placement leaves power for the DCI it needs
-    lm.set_objective(pm.e["capex"], maximize=False)
     nothing = SolveResult("no_solution", None, None, None, None, params.backend, 0.0, "")
-    # the LP on HiGHS's simplex whatever the backend: SCIP's LP stopped on numerical
-    # trouble at 16 campuses and CP-SAT puts continuous columns on a grid
-    lp_backend = "highs" if "highs" in available_backends() else params.backend
-    try:
-        relaxed = solve(lm, replace(params, backend=lp_backend, threads=1))
-    except SolverError:
-        relaxed = nothing          # the LP gave no verdict: the full MILP decides
-    finally:
-        lm.integer = integer
-        lm.set_objective(objective, sense)
-    if relaxed.status == "infeasible" and lp_backend != "cpsat":
+    relaxed = _relaxation(pm, params)
+    if relaxed.status == "infeasible":
         return replace(relaxed, solve_s=time.perf_counter() - started)
     if relaxed.values is None or relaxed.status != "optimal":
         return replace(nothing, solve_s=time.perf_counter() - started)
@@ -562,7 +764,7 @@ def explain_infeasible(li: LoadedInstance, params: SolveParameters, build_s: flo
     return report
 
 
-def _slack_sum(pm, kinds) -> "Expr":
+def _slack_sum(pm, kinds):
     return lsum(s for name, (s, _) in pm.v["slack"].items() if name.partition("[")[0] in kinds)
 
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-import os
 import random
 import sys
 import time
@@ -61,6 +60,7 @@ from optimizer.solving import solve_instance  # noqa: E402
 
 DEFAULT_SIZES = (2, 4, 8, 16, 32, 64)
 TINY_SIZES = (1, 2, 3, 4, 5)
+TINY_GAP = 1e-9                         # the tiny family is compared with an exact enumeration
 TOTAL_ACCELERATORS = 1_000_000          # ~1 M at 16 campuses and beyond
 PER_CAMPUS_ACCELERATORS = TOTAL_ACCELERATORS / 16
 NVL72 = 72
@@ -175,6 +175,8 @@ def load(data: dict, label: str):
 def _brute_force_module():
     spec = importlib.util.spec_from_file_location("dcopt_bruteforce", ROOT / "tests" / "test_bruteforce.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod            # its dataclasses look their module up there
+    sys.path.insert(0, str(ROOT / "tests"))  # it imports conftest
     spec.loader.exec_module(mod)
     return mod.brute_force
 
@@ -191,7 +193,9 @@ def run_one(li, params: SolveParameters) -> dict:
            "variables": s.get("variables"), "constraints": s.get("constraints"),
            "build_s": build, "stage1_s": s.get("primary_solve_s", solve), "stage2_s": s.get("tie_break_solve_s", 0.0),
            "total_s": total, "status": plan.get("status"), "gap": (plan.get("objective") or {}).get("gap"),
-           "tie_break": s.get("tie_break"), "objective": (plan.get("objective") or {}).get("value"),
+           "tie_break": s.get("tie_break"), "tie_break_gap": s.get("tie_break_gap"),
+           "proven": plan.get("status") == "optimal" and s.get("tie_break") == "optimal",
+           "objective": (plan.get("objective") or {}).get("value"),
            "capex": (plan.get("totals") or {}).get("capex_usd")}
     row["solve_s"] = solve
     row["other_s"] = max(0.0, total - build - solve)
@@ -204,6 +208,7 @@ def fmt_rows(rows: list[dict], fmt: str) -> str:
             ("backend", "backend", "{}"), ("variables", "vars", "{:,}"), ("constraints", "rows", "{:,}"),
             ("build_s", "build s", "{:.2f}"), ("stage1_s", "stage 1 s", "{:.2f}"),
             ("stage2_s", "tie-break s", "{:.2f}"), ("tie_break", "tie-break", "{}"),
+            ("tie_break_gap", "tie-break gap", "{}"), ("proven", "both proven", "{}"),
             ("other_s", "other s", "{:.2f}"), ("total_s", "total s", "{:.2f}"),
             ("build_share", "build %", "{:.0%}"), ("status", "status", "{}"), ("gap", "gap", "{}"),
             ("objective", "tokens/s", "{:,.0f}"), ("capex", "capex $M", "{}")]
@@ -212,8 +217,10 @@ def fmt_rows(rows: list[dict], fmt: str) -> str:
         cells = []
         for key, _, f in cols:
             v = r.get(key)
-            if key == "gap":
+            if key in ("gap", "tie_break_gap"):
                 cells.append("-" if v is None else f"{v:.1e}")
+            elif key == "proven":
+                cells.append("yes" if v else "NO")
             elif key == "capex":
                 cells.append("-" if v is None else f"{v / 1e6:,.3f}")
             elif v is None:
@@ -237,7 +244,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="campus counts (default 2,4,8,16,32,64)")
     ap.add_argument("--backends", default=DEFAULT_BACKEND,
                     help=f"comma-separated: highs,cbc,scip,cpsat (default {DEFAULT_BACKEND}, the dcopt default)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="solver threads (default 1, as dcopt solve; SCIP runs its concurrent mode above 1)")
     ap.add_argument("--time-limit", type=float, default=600.0, help="per solve, s (default 600)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--search", choices=("split-order", "monolithic"), default="split-order",
@@ -266,10 +274,28 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"# done {n} campuses on {backend}: {row['total_s']:.1f} s", file=sys.stderr, flush=True)
     print(fmt_rows(rows, args.format))
+    print()
+    print(split_enumeration_line())
     if not args.no_tiny:
         print()
         print(fmt_tiny(tiny_rows(backends, args), args.format))
     return 0
+
+
+def split_enumeration_line(total: int = TOTAL_ACCELERATORS) -> str:
+    """Issue 3's speed figure: every split of Dense-100T on GB200 NVL72 up to 1 M
+    accelerators, enumerated and memory-pruned (optimizer/performance.py, numpy)."""
+    from optimizer import performance as perf
+    data = family_instance(16)
+    data["job"]["model"] = "Dense-100T"
+    li = load(data, "dense-100t")
+    w = perf.workload_from_instance(li)
+    perf.enumerate_splits(w, max_accelerators=total)          # warm-up (imports, caches)
+    start = time.perf_counter()
+    table = perf.enumerate_splits(w, max_accelerators=total)
+    took = time.perf_counter() - start
+    return (f"split enumeration: Dense-100T on GB200 NVL72, up to {total:,} accelerators: "
+            f"{len(table):,} splits fit memory, {took * 1e3:.0f} ms")
 
 
 def tiny_rows(backends: list[str], args) -> list[dict]:
@@ -283,8 +309,9 @@ def tiny_rows(backends: list[str], args) -> list[dict]:
         best = brute_force(li)
         enum_s = time.perf_counter() - start
         for backend in backends:
+            # against the enumeration's exact optimum: a gap limit of 1e-9, not the default
             params = SolveParameters(backend=backend, threads=args.threads, time_limit_s=args.time_limit,
-                                     seed=args.seed, search=args.search)
+                                     seed=args.seed, search=args.search, gap=TINY_GAP)
             start = time.perf_counter()
             plan = solve_instance(li, params)
             milp_s = time.perf_counter() - start

@@ -393,14 +393,18 @@ def test_step_time_terms_of_the_tiny_plan(tiny_run):
                       "optimizer step"], line
     # the fastest candidate has a plan: nothing faster to rule out
     assert plan["performance"]["faster_candidate_splits"] == 0
-    assert "why this split: the fastest of the 13 candidate splits (none faster to rule out)" in report
+    from optimizer.planner import ranked_splits
+    n = len(ranked_splits(load_instance(TINY_INSTANCE)).rows)
+    assert plan["parallelism"]["candidates_considered"] == n
+    assert f"why this split: the fastest of the {n:,} candidate splits (none faster to rule out)" in report
 
 
 def test_step_time_terms_and_loss_by_class_of_the_default_instance(run_cli):
     """us-two-regions: two regions whose campuses are 12-85 km apart (intra_region
     scope) and 1,050 km between them. The intra- and inter-region phases are both
     exposed; each class's loss is its exposed time over the step, and with no split
-    pipelines nothing is lost to the campus class or to PP latency."""
+    pipelines on intra-region routes, their fill/drain latency counts to the
+    intra-region class and nothing to the campus class."""
     code, stdout, err = run_cli(["solve", INSTANCE_DIR / "us-two-regions.yaml", "--format", "json"])
     assert code == 0, err
     plan = json.loads(stdout)
@@ -409,10 +413,14 @@ def test_step_time_terms_and_loss_by_class_of_the_default_instance(run_cli):
     terms, by_scope = _check_step_terms(plan, li)
     perf = plan["performance"]
     T = perf["step_time_s"]
-    assert plan["split_pipelines"] == [] and terms["pp_latency"] == 0
+    km = {frozenset((r.a, r.b)): r.distance_km for r in li.instance.routes}
+    # 2 x one-way latency per split pipeline's route, the longest (4.9 us/km)
+    assert terms["pp_latency"] == pytest.approx(
+        max((2 * km[frozenset((sp["a"], sp["b"]))] * 4.9e-6 for sp in plan["split_pipelines"]), default=0.0))
+    assert all(li.route_scope(r) == "intra_region" for r in li.instance.routes if li.region_of[r.a] == li.region_of[r.b])
     assert terms["dci_intra_region"] > 0 and terms["dci_inter_region"] > 0
     assert by_scope["campus"] == 0
-    assert by_scope["intra_region"] == pytest.approx(terms["dci_intra_region"] / T, rel=1e-12)
+    assert by_scope["intra_region"] == pytest.approx((terms["dci_intra_region"] + terms["pp_latency"]) / T, rel=1e-12)
     assert by_scope["inter_region"] == pytest.approx(terms["dci_inter_region"] / T, rel=1e-12)
     # hierarchical all-reduce: 2 (n-1)/n N beta per site, so with 2 regions each pair moves
     # 2 N beta / 2 = N beta bytes, and n active campuses of a region 2 N beta / n per pair:
@@ -456,7 +464,9 @@ def test_report_says_why_the_split_when_faster_splits_have_no_plan(tiny_run, run
     _check_step_terms(plan, li)
     perf = plan["performance"]
     assert plan["parallelism"]["accelerators"] < 128
-    assert perf["faster_candidate_splits"] == 1
+    # the 128-accelerator split is no candidate at all: 63 accelerators per campus fit the
+    # power with their cables (0.1 MW / (1.2 x 1,310 W)), 3 replicas of 16, 6 < DP 8
+    assert perf["faster_candidate_splits"] == 0 and perf["faster_splits_without_room"] >= 1
     # the split it could not power is the one the 2 MW tiny plan runs
     unconstrained = json.loads(tiny_run[1])
     assert unconstrained["parallelism"]["accelerators"] == 128
@@ -464,6 +474,9 @@ def test_report_says_why_the_split_when_faster_splits_have_no_plan(tiny_run, run
     assert perf["fastest_candidate_tokens_per_s"] == pytest.approx(fastest, rel=1e-12)
     assert perf["tokens_per_s_single_site"] < fastest
     report = (tmp_path / "out" / "report.md").read_text()
-    assert (f"why this split: the fastest of the 13 candidate splits with a feasible plan; the 1 faster one "
-            f"(up to {fastest:,.0f} tokens/s single-site) has none within the budgets, power, fiber and targets") \
-        in report
+    assert 1_310 * 1.2 * 63 <= 100_000 < 1_310 * 1.2 * 64
+    n, m = plan["parallelism"]["candidates_considered"], perf["faster_splits_without_room"]
+    assert (f"why this split: the fastest of the {n:,} candidate splits (none faster to rule out); {m:,} faster "
+            f"split{'s' if m > 1 else ''} (up to {fastest:,.0f} tokens/s single-site) "
+            f"{'need' if m > 1 else 'needs'} more accelerators than the campuses' power budgets feed or do not "
+            "pack onto them in whole replicas") in report

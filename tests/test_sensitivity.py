@@ -142,16 +142,22 @@ def test_the_32_accelerator_split_needs_38_wavelengths_by_hand(tmp_path):
 
 
 def test_tightening_the_capex_budget_changes_split_and_placement(tmp_path):
-    """Capex of the 32-accelerator plan, by hand:
+    """Capex of the 32-accelerator plan (TP 8 x DP 4, micro-batch 2), by hand:
       cables a 16 x $1,700 = $27,200, b 16 x $1,900 = $30,400;
       DCI 38 wavelengths x 2 modules x $4,800 = $364,800;
       line terminals 2 pairs x 2 ends x $25,000 = $100,000; fiber owned: $0;
       total $522,400.
-    With a budget of $522,399 it no longer fits. No split of 17-31 accelerators
-    exists (DP must divide the 8-sequence batch: 8 x 1 x 4 -> 8 x 1 x 2), and any
-    16-accelerator placement over both campuses would pay for DCI as well, so the
-    best plan is TP 8 x DP 2 = 16 accelerators in one campus, the cheaper one:
-    a, $27,200, no DCI.
+    With a budget of $522,399 it no longer fits, and the split changes: micro-batch 1
+    is slower (step 1.284 ms instead of 1.127 ms), so the DP sync may take longer
+    and needs N beta 8 / (0.05 T) = 20,991 Gb/s between the campuses: 33
+    wavelengths at 0.8 x 800 Gb/s. Capex $57,600 + 33 x 2 x $4,800 + $100,000 =
+    $474,400. (The Pareto front of accelerators and speed the search used before
+    had no such split: it dropped the slower micro-batch and answered 16
+    accelerators in one campus, with 17 % less throughput.) At $150,000 the
+    optimum leaves the second campus: the slowest two-campus split the budget sweep
+    reached still needed 29 wavelengths ($278,400 of modules, at a $400,000 budget),
+    so the plan moves to one campus: TP 8 x DP 2 = 16 accelerators in the cheaper
+    one, a, $27,200, no DCI (cables a 16 x $1,700).
     """
     before = _solve(tmp_path, _split_case(1, 522_400))
     assert _split(before) == (8, 1, 4, 2)
@@ -160,12 +166,25 @@ def test_tightening_the_capex_budget_changes_split_and_placement(tmp_path):
     assert before["totals"]["capex_usd"] == 27_200 + 30_400 + 364_800 + 100_000 == 522_400
 
     after = _solve(tmp_path, _split_case(1, 522_399))
-    assert _split(after) == (8, 1, 2, 2)
-    assert _placement(after) == {"a": 16, "b": 0}
-    assert _link(after)["wavelengths"] == 0 and _link(after)["module"] is None
-    assert after["totals"]["capex_usd"] == 16 * 1_700 == 27_200
+    assert _split(after) == (8, 1, 4, 1)
+    assert _placement(after) == {"a": 16, "b": 16}
+    li = load_instance(tmp_path / "case.yaml")
+    n_params = perf.parameter_count(perf.workload_from_instance(li).dims)
+    step_s = after["performance"]["step_time_single_site_s"]
+    assert step_s == pytest.approx(1.2836e-3, rel=1e-3)
+    need_gbps = n_params * 2 * 8 / (0.05 * step_s) / 1e9
+    assert need_gbps == pytest.approx(20_991, rel=1e-3) and math.ceil(need_gbps / (0.8 * 800)) == 33
+    assert _link(after)["wavelengths"] == 33
+    assert after["totals"]["capex_usd"] == 57_600 + 33 * 2 * 4_800 + 100_000 == 474_400
     # the budget, not the objective, made the difference: it costs throughput
     assert after["performance"]["tokens_per_s"] < before["performance"]["tokens_per_s"]
+
+    one_campus = _solve(tmp_path, _split_case(1, 150_000))
+    assert _split(one_campus) == (8, 1, 2, 2)
+    assert _placement(one_campus) == {"a": 16, "b": 0}
+    assert _link(one_campus)["wavelengths"] == 0 and _link(one_campus)["module"] is None
+    assert one_campus["totals"]["capex_usd"] == 16 * 1_700 == 27_200
+    assert one_campus["performance"]["tokens_per_s"] < after["performance"]["tokens_per_s"]
 
 
 def test_tightening_a_campus_power_budget_changes_split_and_placement(tmp_path):

@@ -239,9 +239,9 @@ def test_a_stop_without_time_limit_names_the_solver_message(monkeypatch, run_cli
 
 def _split_rates(path=TINY_INSTANCE):
     from optimizer.instance import load_instance
-    from optimizer.planner import select_candidates
-    cands, _ = select_candidates(load_instance(path))
-    return sorted((c.tokens_per_s for c in cands), reverse=True)
+    from optimizer.planner import ranked_splits
+    ranked = ranked_splits(load_instance(path))          # what the max-throughput search walks
+    return [ranked.tokens_at(i) for i in range(len(ranked.rows))]
 
 
 @pytest.mark.parametrize("retry_decides", [False, True], ids=["stays-open", "retry-finds-plan"])
@@ -255,6 +255,7 @@ def test_split_order_with_an_undecided_faster_split(monkeypatch, run_cli, retry_
     # the quick verdict (LP relaxation, rounded placement) has its own test below; here
     # every try is the full MILP's
     monkeypatch.setattr("optimizer.solving._quick_verdict", _no_quick_verdict)
+    monkeypatch.setattr("optimizer.solving._relaxation", lambda pm, params: _no_quick_verdict(pm, 0, params))
 
     def undecided(model, params, hint=None):
         calls.append(params.time_limit_s)

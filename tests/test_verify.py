@@ -331,3 +331,31 @@ def test_cli_solve_emits_no_plan_when_the_verifier_rejects_it(monkeypatch, run_c
     assert stderr.splitlines()[0] == ("internal error (please report): the independent verifier rejected the "
                                       "plan:")
     assert "link a-b: injected violation for the test" in stderr
+
+
+def test_flows_stated_to_a_mb_per_s_are_judged_within_their_rounding(plan, li):
+    """Flows are written to 3 decimals of Gb/s (plan.FLOW_DECIMALS): a pair's demand
+    carried by K flows, each rounded to the nearest 0.001, may sum up to K x 0.0005
+    Gb/s short of the solver's exact value (at 64 campuses four flows rounded up put
+    640.001 Gb/s on a link capped at 640.000). The verifier allows each flow its
+    half-unit and no more. 300 equal shares of the tiny plan's pair demand round down
+    by 0.000218 each: 0.0655 Gb/s short in all, more than the 1e-6 relative tolerance
+    (0.027 Gb/s) alone allows."""
+    from optimizer import performance as perf
+    from optimizer.plan import FLOW_ROUNDING_GBPS
+    (flow,) = [f for f in plan["flows"] if f["kind"] == "dp_intra_region"]
+    # what the pair needs: 2 N beta bytes / n sites within 5 % of the single-site step
+    w = perf.workload_from_instance(li)
+    n_params, beta, share = perf.parameter_count(w.dims), w.bytes_per_element, 0.05
+    need = 2 * n_params * beta * 8 / (2 * share * plan["performance"]["step_time_single_site_s"]) / 1e9
+    assert flow["gbps"] >= need - FLOW_ROUNDING_GBPS
+    k = 300
+    stated = round(need / k, 3)
+    assert 0 < need / k - stated <= FLOW_ROUNDING_GBPS                # rounded down, by less than half a unit
+    assert need - k * stated > need * 1e-6 + 1e-6                    # beyond the relative tolerance
+    rounded = copy.deepcopy(plan)
+    rounded["flows"] = [dict(flow, gbps=stated) for _ in range(k)]
+    assert not [v for v in verify_plan(rounded, li) if "routed <" in v]
+    short = copy.deepcopy(plan)
+    short["flows"] = [dict(flow, gbps=round(stated - 0.001, 3)) for _ in range(k)]   # 0.3 Gb/s more short
+    assert any("routed <" in v for v in verify_plan(short, li))
