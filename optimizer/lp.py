@@ -231,7 +231,24 @@ def rel_gap(obj: float | None, bound: float | None) -> float | None:
     return abs(obj - bound) / max(1e-9, abs(obj))
 
 
+_AVAILABLE: dict[tuple, list[str]] = {}
+
+
 def available_backends() -> list[str]:
+    """The installed backends. Probing them (PuLP's solver list, OR-Tools' constructors)
+    costs ~3.5 ms, paid by every solve of a sweep's scenarios before this cache; the key
+    is the CBC binary PuLP would run, so pointing PuLP elsewhere probes again."""
+    try:
+        import pulp
+        key = (getattr(pulp.PULP_CBC_CMD, "pulp_cbc_path", None),)
+    except Exception:  # pragma: no cover - pulp missing
+        key = (None,)
+    if key not in _AVAILABLE:
+        _AVAILABLE[key] = _probe_backends()
+    return list(_AVAILABLE[key])
+
+
+def _probe_backends() -> list[str]:
     out = []
     try:
         import pulp

@@ -37,6 +37,12 @@ class CapexCap:
     def __call__(self, pm) -> None:
         pm.lm.add(pm.e["capex"] <= self.usd, "pareto_capex_cap")
 
+    @property
+    def capex_cap_usd(self) -> float:
+        """Read by the max-throughput search to rule out, before any MILP, the splits whose
+        capex floor is above the cap (solving._capex_screen)."""
+        return self.usd
+
 
 @dataclass
 class ParetoResult:

@@ -175,6 +175,9 @@ class RankedSplits:
     def candidates(self, start: int, stop: int) -> list[Candidate]:
         return candidates_from_rows(self.workload, self.table, self.rows[start:stop])
 
+    def candidates_from(self, rows: list[int]) -> list[Candidate]:
+        return candidates_from_rows(self.workload, self.table, rows)
+
     def tokens_at(self, pos: int) -> float:
         return float(self.table.tokens_per_s[self.rows[pos]])
 
@@ -264,6 +267,35 @@ def campus_accelerator_power_w(li: LoadedInstance, campus) -> float:
         if types:
             per_acc_w += cls.links_per_accelerator * min(li.catalog.cables[t].power_w_per_link for t in types)
     return per_acc_w
+
+
+def campus_cable_usd_per_accelerator(li: LoadedInstance, campus) -> float:
+    """Cable capex one accelerator adds at least: the cheapest qualifying cable of every
+    connection class, links per accelerator times its price (USD)."""
+    dom = li.catalog.scale_up_domains[campus.scale_up_domain]
+    usd = 0.0
+    for cls in dom.connection_classes:
+        types = cable_types(li, campus, cls)
+        if types:
+            usd += cls.links_per_accelerator * min(li.catalog.cables[t].price_usd_per_link for t in types)
+    return usd
+
+
+def cable_capex_floor_usd(li: LoadedInstance, accelerators) -> np.ndarray:
+    """Least cable capex of placing N accelerators, for each N given: the campuses filled
+    cheapest per accelerator first up to their power caps (a fractional knapsack, so a
+    lower bound: whole domains, replicas and cable counts only add). Infinite where
+    the campuses cannot hold N."""
+    n = np.asarray(accelerators, dtype=float)
+    per = sorted((campus_cable_usd_per_accelerator(li, c), campus_accelerator_cap(li, c)) for c in li.campuses)
+    floor = np.zeros_like(n)
+    left = n.copy()
+    for usd, cap in per:
+        take = np.minimum(left, cap)
+        floor += take * usd
+        left -= take
+    floor[left > 0] = np.inf
+    return floor
 
 
 def campus_accelerator_cap(li: LoadedInstance, campus) -> int:

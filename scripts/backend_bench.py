@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--instances", nargs="*", type=Path, help="default: instances/*.yaml")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated (default: all installed)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="solver threads (default 1, as dcopt solve)")
     p.add_argument("--time-limit", type=float, default=300.0, help="seconds per run (default 300)")
     p.add_argument("--repeat", type=int, default=1, help="runs per instance and backend; the median is shown")
     p.add_argument("--format", choices=["text", "md"], default="text")

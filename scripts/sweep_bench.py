@@ -105,7 +105,8 @@ def breakdown(spec, n: int) -> tuple[int, list[tuple[str, float]]]:
     pick = sorted(random.Random(0).sample(range(len(scenarios)), min(n, len(scenarios))))
     tasks = [sw._task(scenarios[i], spec) for i in pick]
     sw.run_scenario(tasks[0])          # imports and first-call costs: not a scenario's
-    steps = [(sw, "instance_from_data", "validate the instance"), (so, "select_candidates", "candidate splits"),
+    steps = [(sw, "instance_from_data", "validate the instance"), (so, "select_candidates", "candidate splits (min-cost)"),
+             (so, "ranked_splits", "candidate splits (max-throughput)"),
              (so, "build_model", "model build"), (so, "solve", "lp.solve calls (stage 1, tie-break)"),
              (so, "extract_plan", "plan extraction"), (so, "verify_plan", "verification")]
     saved = [(m, name, timed(m, name, label)) for m, name, label in steps]

@@ -115,3 +115,40 @@ def test_infeasible_instance_has_no_front(tmp_path, run_cli):
     assert result.status == "infeasible" and not result.front and result.reason
     code, _, err = run_cli(["pareto", path, "--points", "1"])
     assert code == 4 and "INFEASIBLE" in err
+
+
+def test_cable_capex_floor_by_hand(tmp_path):
+    from optimizer.planner import cable_capex_floor_usd
+    li = load_instance(tiny_path_of(tmp_path, TINY))
+    # HGX-H100 classes at the tiny campuses' default lengths: nic_to_leaf 3 m AEC-400G $300,
+    # leaf_to_spine 40 m SR4-400G $700, spine_to_core 300 m DR4-400G $900, one link each:
+    # $1,900 per accelerator; 16 domains x 8 = 128 accelerators per campus
+    floor = cable_capex_floor_usd(li, [0, 72, 256, 257])
+    assert list(floor[:3]) == [0.0, 72 * 1900.0, 256 * 1900.0] and floor[3] == float("inf")
+    # campus b's NIC links at 10 m: past the AEC's reach, SR4 $700 -> $2,300 per accelerator;
+    # the floor fills campus a first
+    li = load_instance(tiny_path_of(tmp_path, TINY.replace(
+        "domains: 16}\nroutes", "domains: 16, fabric_lengths_m: {nic_to_leaf: 10}}\nroutes")))
+    assert cable_capex_floor_usd(li, [200])[0] == 128 * 1900.0 + 72 * 2300.0
+
+
+def tiny_path_of(tmp_path, text):
+    path = tmp_path / "tiny-variant.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_capex_screen_only_skips_splits_without_a_plan(tiny_path, front_result, monkeypatch):
+    """Every cap of the front solved with and without the capex screen gives the same
+    optimum; the screen does skip splits at the low caps (the test is not vacuous)."""
+    from optimizer import solving
+    from optimizer.planner import ranked_splits
+    li = load_instance(tiny_path)
+    ranked = ranked_splits(li)
+    caps = [p["capex_cap_usd"] for p in front_result.points if p["kind"] == "epsilon"]
+    screened = {cap: len(solving._capex_screen(li, ranked, SolveParameters(), CapexCap(cap))[0].rows) for cap in caps}
+    assert min(screened.values()) < len(ranked.rows)
+    with_screen = {cap: solve(tiny_path, extra_rows=CapexCap(cap))["objective"]["value"] for cap in caps}
+    monkeypatch.setattr(solving, "_capex_screen", lambda li, r, p, e: (r, 0.0))
+    without = {cap: solve(tiny_path, extra_rows=CapexCap(cap))["objective"]["value"] for cap in caps}
+    assert with_screen == pytest.approx(without, rel=1e-9)
