@@ -110,10 +110,11 @@ def _solve_min_cost(li, params, extra_rows, t0) -> dict:
         ceiling = min(limits) * (1 + 1e-6) + 1.0 if limits else math.inf
     sig = lambda c: (c.replica_accelerators, c.dp, c.pp, c.step_time_s, c.tokens_per_s)   # noqa: E731
     on_front = {sig(c) for c in front}
-    maybe = [(r, float(f)) for r, f in zip(ranked.rows, floors) if f < ceiling]
-    others = [c for c in ranked.candidates_from([r for r, _ in maybe]) if sig(c) not in on_front]
-    open_floors = [f for (_, f), c in zip(maybe, ranked.candidates_from([r for r, _ in maybe]))
-                   if sig(c) not in on_front]
+    maybe = [(c, float(f)) for c, f in zip(ranked.candidates_from(
+        [r for r, f in zip(ranked.rows, floors) if f < ceiling]), floors[floors < ceiling])
+        if sig(c) not in on_front]
+    others = [c for c, _ in maybe]
+    open_floors = [f for _, f in maybe]
     if not others:
         if front_plan is None:
             return explain_infeasible(li, params, build_s, spent, n_splits, extra_rows=extra_rows)
