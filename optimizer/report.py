@@ -147,7 +147,7 @@ def render(plan: dict, md: bool = False) -> str:
     S = plan["solver"]
     out.append(h("Solver"))
     out.append(f"{S['backend']}: status {plan['status']}, build {S['build_s']:.2f} s, solve {S['solve_s']:.2f} s"
-               f"{_stage_split(S)}, "
+               f"{_stage_split(S)}{_wall(S)}, "
                f"gap {o['gap'] if o['gap'] is None else format(o['gap'], '.2e')}, {S['variables']:,} variables "
                f"({S['integer_variables']:,} integer), {S['constraints']:,} constraints, {S['splits_enumerated']:,} splits enumerated; "
                f"tie-break {S['tie_break']}; verifier: {'passed' if plan['verification']['passed'] else 'FAILED'}")
@@ -204,6 +204,11 @@ def _why_candidates(plan: dict) -> str:
                 f"{'cost more or have' if n > 1 else 'costs more or has'} no feasible plan")
     return (f"why this split: the fastest of the {total:,} candidate splits with a feasible plan; "
             f"{them} {'have' if n > 1 else 'has'} none within the budgets, power, fiber and targets")
+
+
+def _wall(S: dict) -> str:
+    """', 2.34 s in all' (solver.wall_s: the whole solve, extraction and verification included)."""
+    return f", {S['wall_s']:.2f} s in all" if S.get("wall_s") is not None else ""
 
 
 def _stage_split(S: dict) -> str:

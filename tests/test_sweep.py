@@ -328,6 +328,19 @@ def test_a_dying_worker_process_costs_only_its_own_scenario():
     assert by_id["crash"]["status"] == "error" and "died twice" in by_id["crash"]["reason"]
 
 
+def test_with_two_workers_a_dying_worker_costs_only_its_own_scenario():
+    # two scenarios per worker are in flight, so a death breaks up to four; each of
+    # them is retried alone, and only the one that dies again is an error
+    ids = ("one", "two", "crash", "three", "four", "five", "six")
+    tasks = [{"id": i, "slug": i, "overrides": {}, "fingerprint": "", "params": {}} for i in ids]
+    done = []
+    sw._run_pool(tasks, 2, done.append, solve_one=_die_on_crash_task)
+    by_id = {r["id"]: r for r in done}
+    assert sorted(by_id) == sorted(ids) and len(done) == len(ids)
+    assert all(by_id[i]["status"] == "optimal" for i in ids if i != "crash"), by_id
+    assert by_id["crash"]["status"] == "error" and "died twice" in by_id["crash"]["reason"]
+
+
 def test_a_pool_that_broke_before_its_first_scenario_is_replaced():
     # the pool is started before the scenarios are expanded; if one of its workers dies
     # before it is given a scenario, no scenario is blamed: a fresh pool solves them all
