@@ -416,3 +416,85 @@ def test_no_plan_and_no_proof_without_a_time_limit_is_a_solver_error(monkeypatch
     code, out, err = run_cli(["solve", TINY_INSTANCE, "--solver", "highs"])
     _assert_clean_solver_error(code, out, err, "backend 'highs' stopped without a plan and without proving "
                                "the instance infeasible (Solve error)", "try --solver cbc")
+
+
+# ------------------------------------------------------------ time-limited tie-break
+
+def _default_tie_break_model():
+    """The default instance's model for its max-throughput split, z fixed, capex the
+    objective, and a feasible start: what the tie-break sees after stage 1."""
+    from conftest import DEFAULT_INSTANCE
+
+    import optimizer.solving as so
+    from optimizer.instance import load_instance
+    from optimizer.planner import build_model, ranked_splits
+
+    li = load_instance(DEFAULT_INSTANCE)
+    plan = so.solve_instance(li, SolveParameters(threads=1))
+    ranked = ranked_splits(li)
+    pos = next(i for i in range(len(ranked.rows))
+               if abs(ranked.tokens_at(i) - plan["performance"]["tokens_per_s_single_site"]) < 1e-6)
+    pm = build_model(li, ranked.candidates(pos, pos + 1))
+    pm.lm.lb[pm.v["z"][0].index] = 1.0
+    start = so._quick_verdict(pm, 0, SolveParameters(threads=1))
+    assert start.values is not None
+    pm.lm.set_objective(pm.e["capex"], maximize=False)
+    return so, pm, start.values, plan["totals"]["capex_usd"]
+
+
+def test_placement_polish_keeps_the_placement_and_is_no_dearer():
+    so, pm, start, optimum = _default_tie_break_model()
+    lm = pm.lm
+    bounds = (list(lm.lb), list(lm.ub))
+    start_usd = so._value(pm.e["capex"], start)
+    polished = so._polish_placement(pm, start, SolveParameters(threads=1), None)
+    assert polished.values is not None
+    assert (list(lm.lb), list(lm.ub)) == bounds, "the polish restores every bound"
+    for var in list(pm.v["x"].values()) + list(pm.v["n"].values()):
+        assert polished.values[var.index] == pytest.approx(round(start[var.index]))
+    cost = so._value(pm.e["capex"], polished.values)
+    assert cost == pytest.approx(polished.objective, rel=1e-9)
+    # no dearer than its start, no cheaper than the proven cheapest plan (gap 1e-4)
+    assert cost <= start_usd * (1 + 1e-9)
+    assert cost >= optimum * (1 - 2e-4)
+
+
+def test_time_limited_tie_break_keeps_the_best_plan_and_the_better_bound(monkeypatch):
+    """First search stopped (plan 110, bound 90), the polish finds 100, the second search
+    stops at 100 with bound 99.995: plan 100, bound 99.995, gap 5e-5 <= 1e-4: optimal."""
+    so, pm, start, _ = _default_tie_break_model()
+    n = pm.lm.n_vars
+    calls = []
+
+    def scripted(model, params, hint=None):
+        calls.append(params.time_limit_s)
+        step = len(calls)
+        if step == 1:       # the plain search from the stage-1 plan
+            return SolveResult("feasible", [0.0] * n, 110.0, 90.0, rel_gap(110.0, 90.0), "scip", 0.01, "time")
+        if step == 2:       # the polish
+            return SolveResult("optimal", [1.0] * n, 100.0, 99.5, rel_gap(100.0, 99.5), "scip", 0.01, "")
+        assert hint == [1.0] * n, "the second search starts from the polished plan"
+        return SolveResult("feasible", [1.0] * n, 100.0, 99.995, rel_gap(100.0, 99.995), "scip", 0.01, "time")
+
+    monkeypatch.setattr(so, "solve", scripted)
+    res = so._cheapest_in_time(pm, start, SolveParameters(threads=1), 40.0)
+    assert len(calls) == 3
+    assert calls[0] == pytest.approx(40.0 * so.FIRST_TRY_SHARE)
+    assert calls[1] <= 40.0 * so.POLISH_TIME_SHARE + 1e-9
+    assert res.objective == 100.0 and res.bound == 99.995 and res.status == "optimal"
+    assert res.gap == pytest.approx(5e-5)
+    # a worse second search: the polished plan stays, with the better of the two bounds
+    calls.clear()
+
+    def worse_second(model, params, hint=None):
+        calls.append(params.time_limit_s)
+        if len(calls) == 1:
+            return SolveResult("feasible", [0.0] * n, 110.0, 90.0, rel_gap(110.0, 90.0), "scip", 0.01, "time")
+        if len(calls) == 2:
+            return SolveResult("optimal", [1.0] * n, 100.0, 99.5, rel_gap(100.0, 99.5), "scip", 0.01, "")
+        return SolveResult("no_solution", None, None, 80.0, None, "scip", 0.01, "time")
+
+    monkeypatch.setattr(so, "solve", worse_second)
+    res = so._cheapest_in_time(pm, start, SolveParameters(threads=1), 40.0)
+    assert res.values == [1.0] * n and res.objective == 100.0
+    assert res.bound == 90.0 and res.status == "feasible" and res.gap == pytest.approx(0.1)
