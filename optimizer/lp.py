@@ -42,6 +42,10 @@ class Expr:
             return Expr({x.index: 1.0})
         return Expr({}, float(x))
 
+    def at(self, values) -> float:
+        """The expression's value at a value per column."""
+        return sum(c * values[k] for k, c in self.terms.items()) + self.const
+
     def copy(self) -> "Expr":
         return Expr(dict(self.terms), self.const)
 
@@ -222,7 +226,7 @@ class SolveResult:
     def value(self, v: Var | Expr) -> float:
         if isinstance(v, Var):
             return self.values[v.index]
-        return sum(c * self.values[k] for k, c in v.terms.items()) + v.const
+        return v.at(self.values)
 
 
 def rel_gap(obj: float | None, bound: float | None) -> float | None:

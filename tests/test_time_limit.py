@@ -446,13 +446,13 @@ def test_placement_polish_keeps_the_placement_and_is_no_dearer():
     so, pm, start, optimum = _default_tie_break_model()
     lm = pm.lm
     bounds = (list(lm.lb), list(lm.ub))
-    start_usd = so._value(pm.e["capex"], start)
+    start_usd = pm.e["capex"].at(start)
     polished = so._polish_placement(pm, start, SolveParameters(threads=1), None)
     assert polished.values is not None
     assert (list(lm.lb), list(lm.ub)) == bounds, "the polish restores every bound"
     for var in list(pm.v["x"].values()) + list(pm.v["n"].values()):
         assert polished.values[var.index] == pytest.approx(round(start[var.index]))
-    cost = so._value(pm.e["capex"], polished.values)
+    cost = pm.e["capex"].at(polished.values)
     assert cost == pytest.approx(polished.objective, rel=1e-9)
     # no dearer than its start, no cheaper than the proven cheapest plan (gap 1e-4)
     assert cost <= start_usd * (1 + 1e-9)
